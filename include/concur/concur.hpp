@@ -1,0 +1,5 @@
+// Everything concur offers. Python: import threading, multiprocessing.
+#pragma once
+
+#include "concur/errors.hpp"
+#include "concur/threading.hpp"

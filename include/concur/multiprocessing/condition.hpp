@@ -1,0 +1,79 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <variant>
+
+#include "concur/detail/condition_api.hpp"
+#include "concur/detail/condition_queue.hpp"
+#include "concur/detail/shared_block.hpp"
+#include "concur/multiprocessing/lock.hpp"
+#include "concur/multiprocessing/rlock.hpp"
+
+namespace concur::multiprocessing {
+
+// Lets threads of every process forked after it was made wait, with a lock
+// held, until another notifies them. Python: multiprocessing.Condition.
+// A cheap copyable handle: copies refer to the same condition and lock.
+// Thread-safety, blocking, errors, quirks: exactly as
+//   concur::threading::Condition (the same algorithm: a FIFO of waiter
+//   nodes, each with its own futex word; here the nodes come from a pool in
+//   the condition's shared memory instead of the waiter's stack).
+// Limits: at most kMaxWaiters threads wait at once (std::length_error
+//   beyond). A process killed while waiting leaves its node queued: one later
+//   notify is spent on it.
+class Condition : public detail::ConditionApi<Condition> {
+ public:
+  static constexpr std::uint32_t kMaxWaiters = 4096;
+
+  Condition() : Condition(RLock()) {}
+  explicit Condition(const Lock& lock) : lock_(lock), shared_(detail::make_shared_object<Shared>()) {}
+  explicit Condition(const RLock& lock) : lock_(lock), shared_(detail::make_shared_object<Shared>()) {}
+
+ private:
+  friend class detail::ConditionApi<Condition>;
+
+  struct Shared {
+    detail::ConditionQueue<detail::Scope::kShared> queue;
+    detail::WaitNode* free_list = nullptr;  // returned nodes, linked through next
+    std::uint32_t never_used = 0;           // nodes[never_used..] were never handed out
+    detail::WaitNode nodes[kMaxWaiters];
+  };
+
+  // Takes a node from the pool while the lock is held; gives it back when
+  // the wait has retaken the lock.
+  class NodeHolder {
+   public:
+    explicit NodeHolder(Condition& c) : shared_(*c.shared_) {
+      if (shared_.free_list != nullptr) {
+        node_ = shared_.free_list;
+        shared_.free_list = node_->next;
+      } else if (shared_.never_used < kMaxWaiters) {
+        node_ = &shared_.nodes[shared_.never_used++];
+      } else {
+        throw std::length_error("Condition.wait(): more than kMaxWaiters threads are waiting");
+      }
+    }
+    ~NodeHolder() {
+      node_->next = shared_.free_list;
+      shared_.free_list = node_;
+    }
+    NodeHolder(const NodeHolder&) = delete;
+    NodeHolder& operator=(const NodeHolder&) = delete;
+    detail::WaitNode& node() { return *node_; }
+
+   private:
+    Shared& shared_;
+    detail::WaitNode* node_;
+  };
+
+  RLock* rlock() const { return const_cast<RLock*>(std::get_if<RLock>(&lock_)); }
+  Lock* plain() const { return const_cast<Lock*>(std::get_if<Lock>(&lock_)); }
+  detail::ConditionQueue<detail::Scope::kShared>& queue() { return shared_->queue; }
+
+  std::variant<Lock, RLock> lock_;
+  std::shared_ptr<Shared> shared_;
+};
+
+}  // namespace concur::multiprocessing

@@ -1,0 +1,12 @@
+// Python: import threading  ->  namespace th = concur::threading;
+#pragma once
+
+#include "concur/errors.hpp"
+#include "concur/threading/barrier.hpp"
+#include "concur/threading/condition.hpp"
+#include "concur/threading/event.hpp"
+#include "concur/threading/lock.hpp"
+#include "concur/threading/rlock.hpp"
+#include "concur/threading/semaphore.hpp"
+#include "concur/threading/thread.hpp"
+#include "concur/threading/timer.hpp"
