@@ -11,8 +11,10 @@
 //   OSError and its subclasses -> std::system_error carrying the errno
 #pragma once
 
+#include <cstddef>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace concur {
 
@@ -59,4 +61,53 @@ class BrokenPipeError : public std::runtime_error {
   BrokenPipeError() : std::runtime_error("Connection.send(): the other end was closed") {}
 };
 
+// Python: multiprocessing.pool.RemoteTraceback wrapped around the worker's
+// exception. Thrown by a process Pool when `f` threw in a worker: the
+// exception itself cannot cross the process boundary, so its demangled type
+// name (e.g. "std::domain_error"), its message and the index of the failing
+// item come instead. what() holds all three.
+class RemoteError : public std::runtime_error {
+ public:
+  RemoteError(std::string type_name, std::string message, std::size_t index)
+      : std::runtime_error(type_name + ": " + message + " (item " + std::to_string(index) + ")"),
+        type_name_(std::move(type_name)),
+        message_(std::move(message)),
+        index_(index) {}
+  const std::string& type_name() const noexcept { return type_name_; }
+  const std::string& message() const noexcept { return message_; }
+  std::size_t index() const noexcept { return index_; }
+
+ private:
+  std::string type_name_;
+  std::string message_;
+  std::size_t index_;
+};
+
+// A worker process died (a signal, abort, _exit) while it ran the task for
+// item index(). exitcode() follows Process::exitcode(): N after exit(N), -SIG
+// after a signal. The pool replaced the worker and stays usable.
+class WorkerLostError : public std::runtime_error {
+ public:
+  WorkerLostError(std::size_t index, int pid, int exitcode)
+      : std::runtime_error("worker process " + std::to_string(pid) +
+                           " died while running the task for item " + std::to_string(index) +
+                           " (exit code " + std::to_string(exitcode) + ")"),
+        index_(index),
+        pid_(pid),
+        exitcode_(exitcode) {}
+  std::size_t index() const noexcept { return index_; }
+  int pid() const noexcept { return pid_; }
+  int exitcode() const noexcept { return exitcode_; }
+
+ private:
+  std::size_t index_;
+  int pid_;
+  int exitcode_;
+};
+
 }  // namespace concur
+
+namespace concur::multiprocessing {
+using concur::RemoteError;
+using concur::WorkerLostError;
+}  // namespace concur::multiprocessing

@@ -1,0 +1,45 @@
+// The shared state behind an AsyncResult: a value or an exception, and an
+// Event that is set once either is in place.
+#pragma once
+
+#include <exception>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include "concur/threading/event.hpp"
+
+namespace concur::detail {
+
+template <class T>
+struct ResultStorage {
+  std::optional<T> value;
+};
+template <>
+struct ResultStorage<void> {};
+
+template <class T>
+class ResultState : public ResultStorage<T> {
+ public:
+  // Exactly one of set_value / set_exception is called, once.
+  template <class... V>
+  void set_value(V&&... v) {
+    if constexpr (!std::is_void_v<T>) this->value.emplace(std::forward<V>(v)...);
+    done_.set();
+  }
+  void set_exception(std::exception_ptr e) {
+    error_ = std::move(e);
+    done_.set();
+  }
+
+  threading::Event& done() { return done_; }
+  bool ready() const { return done_.is_set(); }
+  // Only after ready().
+  const std::exception_ptr& error() const { return error_; }
+
+ private:
+  threading::Event done_;
+  std::exception_ptr error_;
+};
+
+}  // namespace concur::detail

@@ -1,0 +1,232 @@
+#pragma once
+
+#include <cstddef>
+#include <deque>
+#include <exception>
+#include <iterator>
+#include <memory>
+#include <mutex>
+#include <ranges>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "concur/detail/map_job.hpp"
+#include "concur/detail/task_sink.hpp"
+#include "concur/threading/event.hpp"
+#include "concur/threading/lock.hpp"
+#include "concur/threading/semaphore.hpp"
+
+namespace concur::multiprocessing {
+
+// The lazy result of imap / imap_unordered: an input range over f(item).
+// Python: the iterator that Pool.imap returns.
+// Memory: at most `window` chunks are in flight (about 2 x workers x
+//   chunksize items), whatever the length of the input, which is itself read
+//   lazily, one chunk at a time, by the thread that iterates.
+// Early stop: destroying the range before the end stops the work: chunks
+//   not yet started are skipped.
+// Errors: dereferencing the iterator at an item whose f threw rethrows that
+//   exception; iteration may go on past it.
+// Thread-safety: one thread iterates a given range.
+// Blocks: begin() and ++ until the next result is in.
+template <bool kOrdered, class F, class V>
+class IMapRange {
+  using Item = std::ranges::range_value_t<V>;
+  using Out = std::decay_t<std::invoke_result_t<F&, Item&>>;
+
+  struct Chunk {
+    std::vector<Item> inputs;
+    std::vector<detail::ResultSlot<Out>> outputs;
+    std::vector<std::pair<std::size_t, std::exception_ptr>> errors;  // by position, ascending
+    threading::Event done;
+  };
+
+  // What the workers touch: shared, so it outlives an abandoned range.
+  struct Shared {
+    explicit Shared(F fn) : f(std::move(fn)) {}
+    F f;
+    std::atomic<bool> cancelled{false};
+    threading::Lock lock;                    // guards finished (unordered)
+    std::deque<std::shared_ptr<Chunk>> finished;
+    threading::Semaphore finished_count{0};  // unordered: chunks in `finished`
+  };
+
+ public:
+  class iterator {
+   public:
+    using value_type = Out;
+    using difference_type = std::ptrdiff_t;
+    using iterator_concept = std::input_iterator_tag;
+
+    iterator() = default;
+    explicit iterator(IMapRange* range) : range_(range) {}
+
+    Out& operator*() const { return range_->current(); }
+    iterator& operator++() {
+      range_->advance();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) {
+      return it.finished();
+    }
+
+   private:
+    bool finished() const { return range_ == nullptr || range_->at_end(); }
+    IMapRange* range_ = nullptr;
+  };
+
+  IMapRange(F f, V items, std::size_t chunksize, std::size_t window,
+            std::shared_ptr<detail::TaskSink> sink)
+      : shared_(std::make_shared<Shared>(std::move(f))),
+        items_(std::move(items)),
+        chunksize_(chunksize),
+        window_(window < 2 ? 2 : window),
+        sink_(std::move(sink)) {
+    sink_->producer_started();
+  }
+  IMapRange(const IMapRange&) = delete;
+  IMapRange& operator=(const IMapRange&) = delete;
+  IMapRange(IMapRange&& other) = delete;
+  ~IMapRange() {
+    shared_->cancelled.store(true, std::memory_order_relaxed);
+    release_producer();
+  }
+
+  iterator begin() {
+    if (!started_) {
+      started_ = true;
+      input_ = std::ranges::begin(items_);
+      advance_chunk();
+    }
+    return iterator(this);
+  }
+  std::default_sentinel_t end() const { return std::default_sentinel; }
+
+ private:
+  bool at_end() const { return current_ == nullptr; }
+
+  Out& current() {
+    auto& errors = current_->errors;
+    while (next_error_ < errors.size() && errors[next_error_].first < position_) ++next_error_;
+    if (next_error_ < errors.size() && errors[next_error_].first == position_) {
+      std::rethrow_exception(errors[next_error_].second);
+    }
+    if constexpr (std::is_default_constructible_v<Out>) {
+      return current_->outputs[position_];
+    } else {
+      return *current_->outputs[position_];
+    }
+  }
+
+  void advance() {
+    if (++position_ < current_->inputs.size()) return;
+    advance_chunk();
+  }
+
+  // Tops up the chunks in flight from the input, then waits for the next
+  // chunk to hand out (in order, or whichever finished first).
+  void advance_chunk() {
+    current_ = nullptr;
+    position_ = 0;
+    next_error_ = 0;
+    for (;;) {
+      refill();
+      if (in_flight_ == 0) return;  // input exhausted and all handed out
+      std::shared_ptr<Chunk> next;
+      if constexpr (kOrdered) {
+        next = std::move(pending_.front());
+        pending_.pop_front();
+        next->done.wait();
+      } else {
+        shared_->finished_count.acquire();
+        std::scoped_lock guard(shared_->lock);
+        next = std::move(shared_->finished.front());
+        shared_->finished.pop_front();
+      }
+      --in_flight_;
+      if (!next->inputs.empty()) {
+        current_ = std::move(next);
+        refill();
+        return;
+      }
+    }
+  }
+
+  void refill() {
+    while (!input_done_ && in_flight_ < window_) {
+      auto chunk = std::make_shared<Chunk>();
+      chunk->inputs.reserve(chunksize_);
+      for (std::size_t i = 0; i < chunksize_ && input_ != std::ranges::end(items_); ++i, ++input_) {
+        chunk->inputs.push_back(*input_);
+      }
+      if (input_ == std::ranges::end(items_)) {
+        input_done_ = true;
+        release_producer();
+      }
+      if (chunk->inputs.empty()) break;
+      chunk->outputs.resize(chunk->inputs.size());
+      submit(std::move(chunk));
+    }
+  }
+
+  void submit(std::shared_ptr<Chunk> chunk) {
+    if constexpr (kOrdered) pending_.push_back(chunk);
+    ++in_flight_;
+    auto shared = shared_;
+    auto run = [shared, chunk] {
+      for (std::size_t i = 0; i < chunk->inputs.size(); ++i) {
+        if (shared->cancelled.load(std::memory_order_relaxed)) break;
+        try {
+          chunk->outputs[i] = std::invoke(shared->f, chunk->inputs[i]);
+        } catch (...) {
+          chunk->errors.emplace_back(i, std::current_exception());
+        }
+      }
+      finish(*shared, chunk);
+    };
+    auto cancel = [shared, chunk](std::exception_ptr e) {
+      chunk->errors.clear();
+      for (std::size_t i = 0; i < chunk->inputs.size(); ++i) chunk->errors.emplace_back(i, e);
+      finish(*shared, chunk);
+    };
+    sink_->submit(std::move(run), std::move(cancel), true);
+  }
+
+  static void finish(Shared& shared, const std::shared_ptr<Chunk>& chunk) {
+    if constexpr (kOrdered) {
+      chunk->done.set();
+    } else {
+      {
+        std::scoped_lock guard(shared.lock);
+        shared.finished.push_back(chunk);
+      }
+      shared.finished_count.release();
+    }
+  }
+
+  void release_producer() {
+    if (!producer_released_) {
+      producer_released_ = true;
+      sink_->producer_done();
+    }
+  }
+
+  std::shared_ptr<Shared> shared_;
+  V items_;
+  std::ranges::iterator_t<V> input_{};
+  std::size_t chunksize_;
+  std::size_t window_;
+  std::shared_ptr<detail::TaskSink> sink_;
+  bool started_ = false;
+  bool input_done_ = false;
+  bool producer_released_ = false;
+  std::size_t in_flight_ = 0;
+  std::deque<std::shared_ptr<Chunk>> pending_;  // ordered: in input order
+  std::shared_ptr<Chunk> current_;
+  std::size_t position_ = 0;
+  std::size_t next_error_ = 0;
+};
+
+}  // namespace concur::multiprocessing
