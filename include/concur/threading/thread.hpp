@@ -1,0 +1,125 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "concur/detail/deadline.hpp"
+
+namespace concur::detail {
+struct ThreadState;
+}
+
+namespace concur::threading {
+
+struct ThreadOptions {
+  std::string name;            // empty: "Thread-N", numbered consecutively
+  std::optional<bool> daemon;  // unset: inherit the creating thread's flag (the main thread's is false)
+};
+
+// What current_thread(), main_thread() and enumerate() report.
+struct ThreadInfo {
+  std::string name;
+  std::uint64_t ident;
+  std::int64_t native_id;
+  bool daemon;
+};
+
+struct ExceptHookArgs {
+  std::exception_ptr exception;
+  std::string thread_name;
+};
+using ExceptHook = std::function<void(const ExceptHookArgs&)>;
+
+// A thread of control that runs target(args...) or an overridden run().
+// Python: threading.Thread.
+// Thread-safety: every member may be called from any thread.
+// Blocks: start() until the new thread runs (so ident() is set); join()
+//   until the thread ends; a zero or negative join timeout only looks.
+// Throws: std::logic_error for start() twice, join() before start() or from
+//   the thread itself, set_daemon() after start(); std::system_error when
+//   the system cannot make a thread.
+// Lifetime: the arguments are copied at construction, as Python binds them.
+//   Destroying a running non-daemon Thread joins it; a running daemon Thread
+//   is detached and runs on (safe at any time, for a Thread with a target).
+//   A subclass that overrides run() must be joined before its own destructor
+//   finishes: its members die before ~Thread runs.
+// An exception escaping the target goes to the excepthook (set_excepthook),
+//   in that thread, before join() returns; it never terminates the program.
+// The program waits for every running non-daemon thread when main returns
+//   or exit() is called, as Python does; daemon threads never hold it.
+class Thread {
+ public:
+  template <class F, class... Args>
+    requires(!std::is_same_v<std::decay_t<F>, ThreadOptions>)
+  explicit Thread(F&& target, Args&&... args)
+      : Thread(ThreadOptions{}, std::forward<F>(target), std::forward<Args>(args)...) {}
+  template <class F, class... Args>
+  Thread(ThreadOptions options, F&& target, Args&&... args)
+      : Thread(std::move(options), bind(std::forward<F>(target), std::forward<Args>(args)...)) {}
+  Thread();
+  virtual ~Thread();
+  Thread(const Thread&) = delete;
+  Thread& operator=(const Thread&) = delete;
+
+  // Calls target(args...); with no target, does nothing.
+  virtual void run();
+  void start();
+  void join();
+  template <class Rep, class Period>
+  [[nodiscard]] bool join(std::chrono::duration<Rep, Period> timeout) {
+    return join_until(concur::detail::Deadline::after(timeout));
+  }
+  bool is_alive() const;
+
+  // Default "Thread-N". The reference stays valid until set_name() or the
+  // Thread's destruction; another thread's set_name() races with reading it.
+  const std::string& name() const;
+  void set_name(std::string name);
+  bool daemon() const;
+  void set_daemon(bool daemon);
+  // Set once started.
+  std::optional<std::uint64_t> ident() const;
+  std::optional<std::int64_t> native_id() const;
+
+ protected:
+  Thread(ThreadOptions options, std::function<void()> target);
+
+ private:
+  template <class F, class... Args>
+  static std::function<void()> bind(F&& target, Args&&... args) {
+    return [fn = std::forward<F>(target),
+            bound = std::make_tuple(std::forward<Args>(args)...)]() mutable {
+      std::apply([&fn](auto&... a) { std::invoke(fn, a...); }, bound);
+    };
+  }
+  bool join_until(concur::detail::Deadline deadline);
+
+  std::shared_ptr<concur::detail::ThreadState> state_;
+};
+
+// The calling thread's identifier (pthread_self), and the kernel's id for it.
+std::uint64_t get_ident();
+std::int64_t get_native_id();
+// The number of threads alive: the main thread, threads concur started, and
+// foreign threads that have called current_thread().
+int active_count();
+// In a thread concur did not start: a name "Dummy-N" and daemon true.
+ThreadInfo current_thread();
+ThreadInfo main_thread();
+std::vector<ThreadInfo> enumerate();
+// Returns the previous hook; an empty function restores the default, which
+// prints "Exception in thread NAME:" and the exception's type and message.
+ExceptHook set_excepthook(ExceptHook hook);
+// The default hook, callable directly (Python: threading.__excepthook__).
+void default_excepthook(const ExceptHookArgs& args);
+
+}  // namespace concur::threading

@@ -1,0 +1,451 @@
+// Threads: start, join, names, the registry behind enumerate(), the
+// excepthook, and the wait for non-daemon threads at exit.
+#include "concur/threading/thread.hpp"
+
+#include <cxxabi.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <stdexcept>
+#include <system_error>
+#include <typeinfo>
+
+#include "concur/threading/event.hpp"
+
+namespace concur::detail {
+
+struct ThreadState {
+  std::function<void()> target;
+  mutable std::mutex mutex;  // guards name and the os-thread hand-over below
+  std::string name;
+  bool daemon = false;
+  bool started = false;
+  bool os_thread_released = false;  // joined or detached
+  pthread_t handle{};
+  std::uint64_t ident = 0;     // written before `running` is set
+  std::int64_t native_id = 0;  // likewise
+  threading::Event running;
+  threading::Event released;  // the Thread object is no longer touched by the thread
+  threading::Event finished;
+};
+
+}  // namespace concur::detail
+
+namespace concur::threading {
+
+namespace {
+
+using concur::detail::ThreadState;
+
+// concur's global state is never destroyed: daemon threads may use it while
+// the program exits.
+struct Registry {
+  std::mutex mutex;
+  std::vector<std::shared_ptr<ThreadState>> alive;
+  std::shared_ptr<ThreadState> main;
+  ExceptHook hook;
+  bool exit_handler_installed = false;
+};
+Registry* registry = new Registry;
+
+std::atomic<unsigned> name_counter{0};
+
+thread_local ThreadState* t_current = nullptr;
+
+std::int64_t gettid_now() { return static_cast<std::int64_t>(::syscall(SYS_gettid)); }
+std::uint64_t ident_now() { return static_cast<std::uint64_t>(::pthread_self()); }
+
+std::string new_name(const char* prefix) {
+  return prefix + std::to_string(name_counter.fetch_add(1, std::memory_order_relaxed) + 1);
+}
+
+ThreadInfo info_of(const ThreadState& s) {
+  std::scoped_lock guard(s.mutex);
+  return ThreadInfo{s.name, s.ident, s.native_id, s.daemon};
+}
+
+void add_alive(const std::shared_ptr<ThreadState>& s) {
+  std::scoped_lock guard(registry->mutex);
+  registry->alive.push_back(s);
+}
+void remove_alive(const ThreadState* s) {
+  std::scoped_lock guard(registry->mutex);
+  auto& v = registry->alive;
+  v.erase(std::remove_if(v.begin(), v.end(), [s](const auto& p) { return p.get() == s; }), v.end());
+}
+
+// The main thread: the one whose kernel id is the process id. In a child of
+// fork, that is the thread that forked, as in Python.
+std::shared_ptr<ThreadState> main_state() {
+  std::scoped_lock guard(registry->mutex);
+  if (!registry->main) {
+    auto s = std::make_shared<ThreadState>();
+    s->name = "MainThread";
+    s->daemon = false;
+    s->started = true;
+    s->native_id = ::getpid();
+    if (gettid_now() == ::getpid()) s->ident = ident_now();
+    s->running.set();
+    registry->main = s;
+    registry->alive.insert(registry->alive.begin(), s);
+  }
+  return registry->main;
+}
+
+// A thread concur did not start gets a Dummy entry on first look, removed
+// when that thread ends.
+struct DummyEntry {
+  std::shared_ptr<ThreadState> state;
+  ~DummyEntry() {
+    if (state) remove_alive(state.get());
+  }
+};
+thread_local DummyEntry t_dummy;
+
+ThreadState* current_state() {
+  if (t_current != nullptr) return t_current;
+  if (gettid_now() == ::getpid()) {
+    auto s = main_state();
+    if (s->ident == 0) s->ident = ident_now();
+    t_current = s.get();
+    return t_current;
+  }
+  auto s = std::make_shared<ThreadState>();
+  s->name = new_name("Dummy-");
+  s->daemon = true;
+  s->started = true;
+  s->ident = ident_now();
+  s->native_id = gettid_now();
+  s->running.set();
+  add_alive(s);
+  t_dummy.state = s;
+  t_current = s.get();
+  return t_current;
+}
+
+std::string demangle(const char* mangled) {
+  int status = 0;
+  char* text = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+  std::string out = status == 0 && text != nullptr ? text : mangled;
+  std::free(text);
+  return out;
+}
+
+// "TYPE: message" for the exception in flight, as Python's last traceback line.
+std::string describe(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    return demangle(typeid(ex).name()) + ": " + ex.what();
+  } catch (...) {
+    const std::type_info* type = abi::__cxa_current_exception_type();
+    return type != nullptr ? demangle(type->name()) : std::string("unknown exception");
+  }
+}
+
+void print_exception(const std::string& thread_name, const std::exception_ptr& e) {
+  const std::string text = "Exception in thread " + thread_name + ":\n" + describe(e) + "\n";
+  std::fwrite(text.data(), 1, text.size(), stderr);
+  std::fflush(stderr);
+}
+
+void report(const std::string& thread_name, std::exception_ptr e) {
+  ExceptHook hook;
+  {
+    std::scoped_lock guard(registry->mutex);
+    hook = registry->hook;
+  }
+  if (!hook) {
+    print_exception(thread_name, e);
+    return;
+  }
+  try {
+    hook(ExceptHookArgs{std::move(e), thread_name});
+  } catch (...) {
+    print_exception(thread_name, std::current_exception());
+  }
+}
+
+// At exit, as Python's threading._shutdown: wait for the non-daemon threads.
+void wait_for_non_daemon_threads() {
+  const ThreadState* self = t_current;
+  for (;;) {
+    std::shared_ptr<ThreadState> pending;
+    {
+      std::scoped_lock guard(registry->mutex);
+      for (const auto& s : registry->alive) {
+        if (s.get() == self || s == registry->main || s->finished.is_set()) continue;
+        std::scoped_lock state_guard(s->mutex);
+        if (!s->daemon) {
+          pending = s;
+          break;
+        }
+      }
+    }
+    if (!pending) return;
+    pending->finished.wait();
+  }
+}
+
+// After fork only the forking thread exists in the child.
+void reset_in_child() {
+  ThreadState* keep = t_current;
+  registry = new Registry;  // the old one's mutex may have been held mid-fork
+  if (keep != nullptr && keep->name != "MainThread") {
+    // Python: the thread that forked becomes the child's main thread.
+    auto s = std::make_shared<ThreadState>();
+    s->name = keep->name;
+    s->daemon = false;
+    s->started = true;
+    s->ident = ident_now();
+    s->native_id = ::getpid();
+    s->running.set();
+    registry->main = s;
+    registry->alive.push_back(s);
+    t_current = s.get();
+  } else {
+    t_current = nullptr;
+  }
+}
+[[maybe_unused]] const int kAtfork = pthread_atfork(nullptr, nullptr, &reset_in_child);
+
+bool wait_for(Event& event, concur::detail::Deadline deadline) {
+  if (deadline.is_never()) return event.wait();
+  if (deadline.is_now_only()) return event.is_set();
+  return event.wait_until(std::chrono::steady_clock::time_point(std::chrono::nanoseconds(deadline.ns())));
+}
+
+// Capture the main thread's identity while static initialization runs in it.
+[[maybe_unused]] const bool kMainCaptured = [] {
+  if (gettid_now() == ::getpid()) main_state();
+  return true;
+}();
+
+struct Boot {
+  std::shared_ptr<ThreadState> state;
+  Thread* self;
+};
+
+}  // namespace
+
+}  // namespace concur::threading
+
+// Called by the new thread; friend-free by going through run().
+namespace concur::threading {
+namespace {
+void* thread_entry(void* arg) {
+  std::unique_ptr<Boot> boot(static_cast<Boot*>(arg));
+  std::shared_ptr<ThreadState> state = std::move(boot->state);
+  Thread* self = boot->self;
+  boot.reset();
+  t_current = state.get();
+  state->native_id = gettid_now();
+  state->ident = ident_now();
+  add_alive(state);
+  state->running.set();
+  try {
+    self->run();
+  } catch (...) {
+    std::string name;
+    {
+      std::scoped_lock guard(state->mutex);
+      name = state->name;
+    }
+    report(name, std::current_exception());
+  }
+  state->released.set();
+  remove_alive(state.get());
+  t_current = nullptr;
+  state->finished.set();
+  return nullptr;
+}
+}  // namespace
+
+Thread::Thread() : Thread(ThreadOptions{}, std::function<void()>{}) {}
+
+Thread::Thread(ThreadOptions options, std::function<void()> target)
+    : state_(std::make_shared<ThreadState>()) {
+  state_->target = std::move(target);
+  state_->name = options.name.empty() ? new_name("Thread-") : std::move(options.name);
+  state_->daemon = options.daemon ? *options.daemon : current_thread().daemon;
+}
+
+Thread::~Thread() {
+  ThreadState& s = *state_;
+  bool started;
+  {
+    std::scoped_lock guard(s.mutex);
+    started = s.started;
+  }
+  if (!started || t_current == &s) {
+    if (t_current == &s) {
+      // A thread destroying its own Thread object: let it end on its own.
+      std::scoped_lock guard(s.mutex);
+      if (!s.os_thread_released) {
+        s.os_thread_released = true;
+        ::pthread_detach(s.handle);
+      }
+    }
+    return;
+  }
+  if (!s.finished.is_set() && daemon()) {
+    s.released.wait();
+    std::scoped_lock guard(s.mutex);
+    if (!s.os_thread_released) {
+      s.os_thread_released = true;
+      ::pthread_detach(s.handle);
+    }
+    return;
+  }
+  s.finished.wait();
+  std::scoped_lock guard(s.mutex);
+  if (!s.os_thread_released) {
+    s.os_thread_released = true;
+    ::pthread_join(s.handle, nullptr);
+  }
+}
+
+void Thread::run() {
+  // Take what the thread needs before letting go of this object, so a
+  // daemon Thread may be destroyed while its target runs.
+  std::shared_ptr<ThreadState> state = state_;
+  std::function<void()> target = std::move(state->target);
+  state->released.set();
+  if (target) target();
+}
+
+void Thread::start() {
+  {
+    std::scoped_lock guard(state_->mutex);
+    if (state_->started) {
+      throw std::logic_error("Thread.start(): threads can only be started once; make a new Thread");
+    }
+    state_->started = true;
+  }
+  {
+    std::scoped_lock guard(registry->mutex);
+    if (!registry->exit_handler_installed) {
+      registry->exit_handler_installed = true;
+      std::atexit(&wait_for_non_daemon_threads);
+    }
+  }
+  auto* boot = new Boot{state_, this};
+  pthread_t handle;
+  const int rc = ::pthread_create(&handle, nullptr, &thread_entry, boot);
+  if (rc != 0) {
+    delete boot;
+    std::scoped_lock guard(state_->mutex);
+    state_->started = false;
+    throw std::system_error(rc, std::generic_category(), "Thread.start(): can't start new thread");
+  }
+  {
+    std::scoped_lock guard(state_->mutex);
+    state_->handle = handle;
+  }
+  state_->running.wait();
+}
+
+bool Thread::join_until(concur::detail::Deadline deadline) {
+  {
+    std::scoped_lock guard(state_->mutex);
+    if (!state_->started) {
+      throw std::logic_error("Thread.join(): cannot join a thread before it is started; call start() first");
+    }
+  }
+  if (t_current == state_.get()) {
+    throw std::logic_error("Thread.join(): a thread cannot join itself");
+  }
+  if (!wait_for(state_->finished, deadline)) return false;
+  std::scoped_lock guard(state_->mutex);
+  if (!state_->os_thread_released) {
+    state_->os_thread_released = true;
+    ::pthread_join(state_->handle, nullptr);
+  }
+  return true;
+}
+
+void Thread::join() { join_until(concur::detail::Deadline::never()); }
+
+bool Thread::is_alive() const {
+  std::scoped_lock guard(state_->mutex);
+  return state_->started && !state_->finished.is_set();
+}
+
+const std::string& Thread::name() const {
+  std::scoped_lock guard(state_->mutex);
+  return state_->name;
+}
+
+void Thread::set_name(std::string name) {
+  std::scoped_lock guard(state_->mutex);
+  state_->name = std::move(name);
+}
+
+bool Thread::daemon() const {
+  std::scoped_lock guard(state_->mutex);
+  return state_->daemon;
+}
+
+void Thread::set_daemon(bool daemon) {
+  std::scoped_lock guard(state_->mutex);
+  if (state_->started) {
+    throw std::logic_error("Thread.set_daemon(): cannot set the daemon status of a started thread");
+  }
+  state_->daemon = daemon;
+}
+
+std::optional<std::uint64_t> Thread::ident() const {
+  if (!state_->running.is_set()) return std::nullopt;
+  return state_->ident;
+}
+
+std::optional<std::int64_t> Thread::native_id() const {
+  if (!state_->running.is_set()) return std::nullopt;
+  return state_->native_id;
+}
+
+std::uint64_t get_ident() { return ident_now(); }
+std::int64_t get_native_id() { return gettid_now(); }
+
+int active_count() { return static_cast<int>(enumerate().size()); }
+
+ThreadInfo current_thread() { return info_of(*current_state()); }
+
+ThreadInfo main_thread() {
+  auto s = main_state();
+  return info_of(*s);
+}
+
+std::vector<ThreadInfo> enumerate() {
+  main_state();
+  std::vector<std::shared_ptr<ThreadState>> alive;
+  {
+    std::scoped_lock guard(registry->mutex);
+    alive = registry->alive;
+  }
+  std::vector<ThreadInfo> out;
+  out.reserve(alive.size());
+  for (const auto& s : alive) out.push_back(info_of(*s));
+  return out;
+}
+
+ExceptHook set_excepthook(ExceptHook hook) {
+  std::scoped_lock guard(registry->mutex);
+  ExceptHook previous = std::move(registry->hook);
+  registry->hook = std::move(hook);
+  if (!previous) previous = &default_excepthook;
+  return previous;
+}
+
+void default_excepthook(const ExceptHookArgs& args) {
+  print_exception(args.thread_name, args.exception);
+}
+
+}  // namespace concur::threading
