@@ -27,8 +27,6 @@ struct ThreadState {
   std::string name;
   bool daemon = false;
   bool started = false;
-  bool os_thread_released = false;  // joined or detached
-  pthread_t handle{};
   std::uint64_t ident = 0;     // written before `running` is set
   std::int64_t native_id = 0;  // likewise
   threading::Event running;
@@ -231,7 +229,23 @@ bool wait_for(Event& event, concur::detail::Deadline deadline) {
 struct Boot {
   std::shared_ptr<ThreadState> state;
   Thread* self;
+  void (*run)(Thread*);  // self's run(), looked up before the thread starts
 };
+
+// The final overrider of Thread::run for `self`, read from its vtable by the
+// thread calling start(). The new thread then never reads self's vptr, which
+// a derived destructor rewrites: that is what lets a daemon Timer (or any
+// Thread with a target) be destroyed at any time without a data race.
+// Itanium C++ ABI (GCC and Clang on Linux): a pointer to a virtual member
+// function holds 1 + the byte offset of its vtable slot.
+static_assert(sizeof(void (Thread::*)()) == 2 * sizeof(std::uintptr_t));
+void (*resolve_run(Thread* self))(Thread*) {
+  void (Thread::*member)() = &Thread::run;
+  std::uintptr_t rep[2];
+  std::memcpy(rep, &member, sizeof rep);
+  void* const* vtable = *reinterpret_cast<void* const* const*>(self);
+  return reinterpret_cast<void (*)(Thread*)>(vtable[(rep[0] - 1) / sizeof(void*)]);
+}
 
 }  // namespace
 
@@ -244,6 +258,7 @@ void* thread_entry(void* arg) {
   std::unique_ptr<Boot> boot(static_cast<Boot*>(arg));
   std::shared_ptr<ThreadState> state = std::move(boot->state);
   Thread* self = boot->self;
+  void (*run)(Thread*) = boot->run;
   boot.reset();
   t_current = state.get();
   state->native_id = gettid_now();
@@ -251,7 +266,7 @@ void* thread_entry(void* arg) {
   add_alive(state);
   state->running.set();
   try {
-    self->run();
+    run(self);
   } catch (...) {
     std::string name;
     {
@@ -284,32 +299,13 @@ Thread::~Thread() {
     std::scoped_lock guard(s.mutex);
     started = s.started;
   }
-  if (!started || t_current == &s) {
-    if (t_current == &s) {
-      // A thread destroying its own Thread object: let it end on its own.
-      std::scoped_lock guard(s.mutex);
-      if (!s.os_thread_released) {
-        s.os_thread_released = true;
-        ::pthread_detach(s.handle);
-      }
-    }
-    return;
-  }
-  if (!s.finished.is_set() && daemon()) {
+  if (!started || t_current == &s || s.finished.is_set()) return;
+  if (daemon()) {
+    // Runs on without this object once run() has taken what it needs.
     s.released.wait();
-    std::scoped_lock guard(s.mutex);
-    if (!s.os_thread_released) {
-      s.os_thread_released = true;
-      ::pthread_detach(s.handle);
-    }
     return;
   }
   s.finished.wait();
-  std::scoped_lock guard(s.mutex);
-  if (!s.os_thread_released) {
-    s.os_thread_released = true;
-    ::pthread_join(s.handle, nullptr);
-  }
 }
 
 void Thread::run() {
@@ -336,18 +332,20 @@ void Thread::start() {
       std::atexit(&wait_for_non_daemon_threads);
     }
   }
-  auto* boot = new Boot{state_, this};
+  auto* boot = new Boot{state_, this, resolve_run(this)};
+  // Detached: join() waits on `finished`, so nothing is left to reap and a
+  // thread whose Thread object is never destroyed leaks nothing.
+  pthread_attr_t attr;
+  ::pthread_attr_init(&attr);
+  ::pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   pthread_t handle;
-  const int rc = ::pthread_create(&handle, nullptr, &thread_entry, boot);
+  const int rc = ::pthread_create(&handle, &attr, &thread_entry, boot);
+  ::pthread_attr_destroy(&attr);
   if (rc != 0) {
     delete boot;
     std::scoped_lock guard(state_->mutex);
     state_->started = false;
     throw std::system_error(rc, std::generic_category(), "Thread.start(): can't start new thread");
-  }
-  {
-    std::scoped_lock guard(state_->mutex);
-    state_->handle = handle;
   }
   state_->running.wait();
 }
@@ -362,13 +360,7 @@ bool Thread::join_until(concur::detail::Deadline deadline) {
   if (t_current == state_.get()) {
     throw std::logic_error("Thread.join(): a thread cannot join itself");
   }
-  if (!wait_for(state_->finished, deadline)) return false;
-  std::scoped_lock guard(state_->mutex);
-  if (!state_->os_thread_released) {
-    state_->os_thread_released = true;
-    ::pthread_join(state_->handle, nullptr);
-  }
-  return true;
+  return wait_for(state_->finished, deadline);
 }
 
 void Thread::join() { join_until(concur::detail::Deadline::never()); }

@@ -3,10 +3,14 @@
 
 #include "concur/threading.hpp"
 
+// Reachable from globals, so never destroyed and never reported as leaked.
+concur::threading::Event* never;
+concur::threading::Thread* t;
+
 int main() {
-  auto* never = new concur::threading::Event;
-  auto* t = new concur::threading::Thread(concur::threading::ThreadOptions{"", true},
-                                          [never] { never->wait(); });
+  never = new concur::threading::Event;
+  t = new concur::threading::Thread(concur::threading::ThreadOptions{"", true},
+                                    [] { never->wait(); });
   t->start();
   std::printf("main returning\n");
   std::fflush(stdout);

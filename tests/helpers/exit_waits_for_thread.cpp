@@ -7,9 +7,13 @@
 
 using namespace std::chrono_literals;
 
+// Reachable from globals, so never destroyed and never reported as leaked.
+concur::threading::Event* release;
+concur::threading::Thread* t;
+
 int main() {
-  auto* release = new concur::threading::Event;
-  auto* t = new concur::threading::Thread([release] {
+  release = new concur::threading::Event;
+  t = new concur::threading::Thread([] {
     release->wait(200ms);  // a bounded pause, not a hand-off
     std::printf("thread finished\n");
     std::fflush(stdout);
