@@ -145,7 +145,7 @@ class BarrierCore {
           if (futex_wait(seq_, v, S, deadline) == WaitResult::kTimedOut) break;
         }
       }
-      lock_.acquire();
+      lock_.acquire_spinning();
     }
     return true;
   }

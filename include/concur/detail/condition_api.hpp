@@ -118,7 +118,7 @@ class ConditionApi {
     }
     auto* l = plain();
     return self().queue().wait(
-        holder.node(), [&] { l->word().release(); }, [&] { l->word().acquire(); }, deadline);
+        holder.node(), [&] { l->word().release(); }, [&] { l->word().acquire_spinning(); }, deadline);
   }
 };
 

@@ -47,13 +47,19 @@ class LockWord {
   }
 
   void acquire(std::uint32_t tid = current_tid()) {
-    if (!try_acquire(tid)) acquire_slow(tid, Deadline::never());
+    if (!try_acquire(tid)) acquire_slow(tid, Deadline::never(), kLockSpinLimit);
+  }
+
+  // For a thread just woken by a notify, whose notifier holds the lock for a
+  // moment more: spinning then beats sleeping again.
+  void acquire_spinning(std::uint32_t tid = current_tid()) {
+    if (!try_acquire(tid)) acquire_slow(tid, Deadline::never(), kSpinLimit);
   }
 
   bool acquire_until(Deadline deadline, std::uint32_t tid = current_tid()) {
     if (try_acquire(tid)) return true;
     if (deadline.is_now_only()) return take_over_if_owner_died(tid);
-    return acquire_slow(tid, deadline);
+    return acquire_slow(tid, deadline, kLockSpinLimit);
   }
 
   // Unlocks, whoever holds it. Returns false, changing nothing, when it was
@@ -71,10 +77,10 @@ class LockWord {
   std::uint32_t raw() const { return word_.load(std::memory_order_relaxed); }
 
  private:
-  bool acquire_slow(std::uint32_t tid, Deadline deadline) {
+  bool acquire_slow(std::uint32_t tid, Deadline deadline, int spin_limit) {
     // Spin while the holder is likely to let go soon: only while nobody is
     // asleep yet, since then a hand-off through the kernel is coming anyway.
-    for (int i = 0; i < kSpinLimit; ++i) {
+    for (int i = 0; i < spin_limit; ++i) {
       std::uint32_t v = word_.load(std::memory_order_relaxed);
       if (v == kUnlocked) {
         if (word_.compare_exchange_weak(v, tid, std::memory_order_acquire,
@@ -192,7 +198,7 @@ class RLockWord {
     return levels;
   }
   void restore(std::uint32_t levels) {
-    lock_.acquire();
+    lock_.acquire_spinning();
     count_ = levels;
   }
 

@@ -69,6 +69,8 @@ std::vector<Out> take_results(std::vector<ResultSlot<Out>>& slots) {
 // The results of one map call and the chunks still to finish.
 template <class Out>
 struct MapJob {
+  using value_type = Out;
+
   explicit MapJob(std::size_t items, std::size_t chunks) : slots(items), remaining(chunks) {
     if (chunks == 0) done.set();
   }

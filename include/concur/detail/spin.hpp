@@ -20,7 +20,19 @@ inline void cpu_relax() {
 
 // Spin iterations before a waiter sleeps. Set from the measurements recorded
 // in docs/benchmarks.md; 0 disables spinning (used by tests of the slow path).
-inline constexpr int kSpinLimit = 400;
+#ifndef CONCUR_SPIN_LIMIT
+#define CONCUR_SPIN_LIMIT 400
+#endif
+inline constexpr int kSpinLimit = CONCUR_SPIN_LIMIT;
+
+// A lock spins far less: while one thread spins on the word, its loads pull
+// the cache line away from the holder, which in a tight loop re-takes the
+// lock at once; measured, two threads on one counter go fastest when a
+// contender sleeps almost at once (docs/benchmarks.md, "spin").
+#ifndef CONCUR_LOCK_SPIN_LIMIT
+#define CONCUR_LOCK_SPIN_LIMIT 0
+#endif
+inline constexpr int kLockSpinLimit = CONCUR_LOCK_SPIN_LIMIT;
 
 // Calls ready() up to `limit` times, pausing between calls; true as soon as it
 // returns true.

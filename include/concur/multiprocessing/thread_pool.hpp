@@ -185,12 +185,7 @@ class ThreadPool {
     auto job = start_map<kPlain>(f, items, chunksize, [](auto&) {});
     job->done.wait();
     if (auto e = job->error.error()) std::rethrow_exception(e);
-    using Out = typename std::decay_t<decltype(job->slots)>::value_type;
-    if constexpr (std::is_default_constructible_v<Out>) {
-      return std::move(job->slots);
-    } else {
-      return detail::take_results<typename Out::value_type>(job->slots);
-    }
+    return detail::take_results<typename std::decay_t<decltype(*job)>::value_type>(job->slots);
   }
 
   template <bool kOrdered, class F, class R>

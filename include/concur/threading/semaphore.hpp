@@ -56,10 +56,19 @@ class BoundedSemaphore : public Semaphore {
   int bound_;
 };
 
+// The downcast runs only when the word's bounded flag says the object is a
+// BoundedSemaphore; GCC cannot see that and warns on plain Semaphores.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Warray-bounds"
+#endif
 inline std::uint32_t Semaphore::bound() const {
   return word_.bounded()
              ? static_cast<std::uint32_t>(static_cast<const BoundedSemaphore*>(this)->bound_)
              : UINT32_MAX;
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 }  // namespace concur::threading

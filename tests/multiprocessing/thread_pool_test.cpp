@@ -1,0 +1,358 @@
+// The rules of ThreadPool and AsyncResult (API.md "Pool and ThreadPool").
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <list>
+#include <map>
+#include <numeric>
+#include <ranges>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "concur/errors.hpp"
+#include "concur/multiprocessing/thread_pool.hpp"
+#include "concur/threading/event.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+namespace mp = concur::multiprocessing;
+namespace th = concur::threading;
+using namespace concur::testing;
+
+std::vector<int> iota(int n) {
+  std::vector<int> v(n);
+  std::iota(v.begin(), v.end(), 0);
+  return v;
+}
+
+TEST(ThreadPool, MapReturnsResultsInOrder) {
+  mp::ThreadPool pool(3);
+  const auto out = pool.map([](int x) { return x * x; }, iota(1000));
+  ASSERT_EQ(out.size(), 1000u);
+  for (int i = 0; i < 1000; ++i) EXPECT_EQ(out[i], i * i);
+}
+
+TEST(ThreadPool, MapOverEmptyInput) {
+  mp::ThreadPool pool(2);
+  EXPECT_TRUE(pool.map([](int x) { return x; }, std::vector<int>{}).empty());
+}
+
+TEST(ThreadPool, MapWithChunksizeOneAndLargerThanTheInput) {
+  mp::ThreadPool pool(2);
+  const auto items = iota(37);
+  EXPECT_EQ(pool.map([](int x) { return x + 1; }, items, 1)[36], 37);
+  EXPECT_EQ(pool.map([](int x) { return x + 1; }, items, 1000)[36], 37);
+}
+
+TEST(ThreadPool, MapOverAListOfStrings) {
+  mp::ThreadPool pool(2);
+  const std::list<std::string> words{"a", "bb", "ccc"};
+  const auto lengths = pool.map([](const std::string& s) { return s.size(); }, words);
+  EXPECT_EQ(lengths, (std::vector<std::size_t>{1, 2, 3}));
+}
+
+TEST(ThreadPool, LambdaCapturingByReferenceSeesCurrentState) {
+  mp::ThreadPool pool(2);
+  int offset = 1;
+  offset = 100;
+  const auto out = pool.map([&](int x) { return x + offset; }, iota(4));
+  EXPECT_EQ(out, (std::vector<int>{100, 101, 102, 103}));
+}
+
+TEST(ThreadPool, ResultTypeWithoutDefaultConstructor) {
+  struct NoDefault {
+    explicit NoDefault(int v) : value(v) {}
+    int value;
+  };
+  mp::ThreadPool pool(2);
+  const auto out = pool.map([](int x) { return NoDefault(x * 2); }, iota(10));
+  EXPECT_EQ(out[9].value, 18);
+}
+
+TEST(ThreadPool, ExceptionOfTheLowestFailingIndexReachesTheCaller) {
+  mp::ThreadPool pool(4);
+  for (std::size_t chunksize : {1u, 3u, 0u}) {
+    try {
+      pool.map(
+          [](int x) {
+            if (x == 17 || x == 5 || x == 90) throw std::domain_error("bad " + std::to_string(x));
+            return x;
+          },
+          iota(100), chunksize);
+      FAIL() << "no exception";
+    } catch (const std::domain_error& e) {
+      EXPECT_STREQ(e.what(), "bad 5");
+    }
+  }
+}
+
+TEST(ThreadPool, StarmapUnpacksTuples) {
+  mp::ThreadPool pool(2);
+  const std::vector<std::tuple<int, int>> pairs{{1, 2}, {3, 4}, {5, 6}};
+  EXPECT_EQ(pool.starmap([](int a, int b) { return a * b; }, pairs), (std::vector<int>{2, 12, 30}));
+  const std::vector<std::pair<std::string, int>> reps{{"ab", 2}};
+  EXPECT_EQ(pool.starmap(
+                [](const std::string& s, int n) {
+                  std::string out;
+                  for (int i = 0; i < n; ++i) out += s;
+                  return out;
+                },
+                reps)[0],
+            "abab");
+}
+
+TEST(ThreadPool, ApplyRunsInAWorkerAndReturns) {
+  mp::ThreadPool pool(1);
+  const auto caller = std::this_thread::get_id();
+  EXPECT_EQ(pool.apply([](int a, int b) { return a - b; }, 10, 3), 7);
+  EXPECT_NE(pool.apply([] { return std::this_thread::get_id(); }), caller);
+}
+
+TEST(ThreadPool, ApplyRethrowsTheVeryException) {
+  mp::ThreadPool pool(1);
+  EXPECT_THROW(pool.apply([] { throw std::out_of_range("x"); }), std::out_of_range);
+}
+
+TEST(ThreadPool, ApplyAsyncGivesAnAsyncResult) {
+  mp::ThreadPool pool(2);
+  th::Event release;
+  auto r = pool.apply_async([&] {
+    release.wait(kTestTimeout);
+    return std::string("done");
+  });
+  EXPECT_FALSE(r.ready());
+  EXPECT_THROW((void)r.successful(), std::logic_error);
+  EXPECT_FALSE(r.wait(10ms));
+  EXPECT_THROW((void)r.get(10ms), concur::TimeoutError);
+  release.set();
+  EXPECT_EQ(r.get(kTestTimeout), "done");
+  EXPECT_TRUE(r.ready());
+  EXPECT_TRUE(r.successful());
+  EXPECT_EQ(r.get(), "done");  // again: the value is kept
+}
+
+TEST(ThreadPool, ApplyAsyncOfVoid) {
+  mp::ThreadPool pool(1);
+  std::atomic<int> ran{0};
+  auto r = pool.apply_async([&] { ++ran; });
+  r.get();
+  EXPECT_EQ(ran, 1);
+  EXPECT_TRUE(r.successful());
+}
+
+TEST(ThreadPool, FailedAsyncResultIsUnsuccessfulAndRethrows) {
+  mp::ThreadPool pool(1);
+  auto r = pool.apply_async([]() -> int { throw std::invalid_argument("no"); });
+  r.wait();
+  EXPECT_TRUE(r.ready());
+  EXPECT_FALSE(r.successful());
+  EXPECT_THROW(r.get(), std::invalid_argument);
+  EXPECT_THROW(r.get(), std::invalid_argument);
+}
+
+TEST(ThreadPool, MapAsyncCopiesItsInputs) {
+  mp::ThreadPool pool(2);
+  auto r = [&] {
+    std::vector<int> local = iota(50);
+    return pool.map_async([](int x) { return x * 3; }, local);
+  }();
+  const auto out = r.get(kTestTimeout);
+  EXPECT_EQ(out.size(), 50u);
+  EXPECT_EQ(out[49], 147);
+}
+
+TEST(ThreadPool, ImapIsInOrderAndLazyOverALazyInput) {
+  mp::ThreadPool pool(2);
+  std::atomic<long> produced{0};
+  auto numbers = std::views::iota(0L, 100000L) | std::views::transform([&](long x) {
+                   ++produced;
+                   return x;
+                 });
+  long expected = 0;
+  for (long v : pool.imap([](long x) { return x * 2; }, numbers, 8)) {
+    EXPECT_EQ(v, expected * 2);
+    ++expected;
+    if (expected == 100) break;
+  }
+  // Stopping early stopped the input: only a bounded window was read ahead.
+  EXPECT_LT(produced.load(), 100 + 4 * 8 * 2 + 8);
+}
+
+TEST(ThreadPool, ImapOverAnEndlessInputStopsWhenTheConsumerStops) {
+  mp::ThreadPool pool(2);
+  int seen = 0;
+  for (long v : pool.imap([](long x) { return x; }, std::views::iota(0L))) {
+    EXPECT_EQ(v, seen);
+    if (++seen == 1000) break;
+  }
+  EXPECT_EQ(seen, 1000);
+}
+
+TEST(ThreadPool, ImapUnorderedYieldsEveryResultOnce) {
+  mp::ThreadPool pool(3);
+  std::multiset<int> got;
+  for (int v : pool.imap_unordered([](int x) { return x * x; }, iota(500), 7)) got.insert(v);
+  ASSERT_EQ(got.size(), 500u);
+  for (int i = 0; i < 500; ++i) EXPECT_EQ(got.count(i * i), 1u);
+}
+
+TEST(ThreadPool, ImapRethrowsAtTheFailingItemAndGoesOn) {
+  mp::ThreadPool pool(2);
+  auto results = pool.imap(
+      [](int x) {
+        if (x == 3) throw std::runtime_error("three");
+        return x;
+      },
+      iota(6), 2);
+  std::vector<int> seen;
+  int errors = 0;
+  for (auto it = results.begin(); it != results.end(); ++it) {
+    try {
+      seen.push_back(*it);
+    } catch (const std::runtime_error&) {
+      ++errors;
+    }
+  }
+  EXPECT_EQ(errors, 1);
+  EXPECT_EQ(seen, (std::vector<int>{0, 1, 2, 4, 5}));
+}
+
+TEST(ThreadPool, ImapOverEmptyInput) {
+  mp::ThreadPool pool(2);
+  int n = 0;
+  for (int v : pool.imap([](int x) { return x; }, std::vector<int>{})) n += v + 1;
+  EXPECT_EQ(n, 0);
+}
+
+TEST(ThreadPool, CallsAfterCloseThrowInvalidArgument) {
+  mp::ThreadPool pool(2);
+  pool.close();
+  EXPECT_THROW(pool.map([](int x) { return x; }, iota(3)), std::invalid_argument);
+  EXPECT_THROW(pool.apply([] { return 1; }), std::invalid_argument);
+  EXPECT_THROW(pool.apply_async([] { return 1; }), std::invalid_argument);
+  EXPECT_THROW(pool.imap([](int x) { return x; }, iota(3)), std::invalid_argument);
+  pool.join();
+}
+
+TEST(ThreadPool, CallsAfterTerminateThrowInvalidArgument) {
+  mp::ThreadPool pool(2);
+  pool.terminate();
+  EXPECT_THROW(pool.map([](int x) { return x; }, iota(3)), std::invalid_argument);
+  pool.join();
+}
+
+TEST(ThreadPool, JoinWhileRunningThrowsLogicError) {
+  mp::ThreadPool pool(2);
+  EXPECT_THROW(pool.join(), std::logic_error);
+}
+
+TEST(ThreadPool, CloseLetsQueuedWorkFinish) {
+  mp::ThreadPool pool(1);
+  th::Event release;
+  std::vector<mp::AsyncResult<int>> results;
+  results.push_back(pool.apply_async([&] {
+    release.wait(kTestTimeout);
+    return 0;
+  }));
+  for (int i = 1; i < 10; ++i) results.push_back(pool.apply_async([i] { return i; }));
+  pool.close();
+  release.set();
+  pool.join();
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(results[i].get(0s), i);
+}
+
+TEST(ThreadPool, TerminateFailsQueuedWorkInsteadOfHanging) {
+  mp::ThreadPool pool(1);
+  th::Event started;
+  th::Event release;
+  auto running = pool.apply_async([&] {
+    started.set();
+    release.wait(kTestTimeout);
+    return 1;
+  });
+  ASSERT_TRUE(started.wait(kTestTimeout));
+  auto queued = pool.apply_async([] { return 2; });
+  pool.terminate();
+  release.set();
+  pool.join();
+  EXPECT_EQ(running.get(kTestTimeout), 1);
+  EXPECT_TRUE(queued.wait(kTestTimeout));
+  EXPECT_FALSE(queued.successful());
+}
+
+TEST(ThreadPool, DestructorFinishesOutstandingWork) {
+  std::atomic<int> done{0};
+  {
+    mp::ThreadPool pool(2);
+    for (int i = 0; i < 20; ++i) (void)pool.apply_async([&] { ++done; });
+  }
+  EXPECT_EQ(done, 20);
+}
+
+TEST(ThreadPool, TaskTimeoutIsRefused) {
+  mp::PoolOptions options;
+  options.processes = 1;
+  options.task_timeout = std::chrono::duration<double>(1.0);
+  EXPECT_THROW(mp::ThreadPool pool(options), std::invalid_argument);
+}
+
+TEST(ThreadPool, NegativeProcessesIsRefused) {
+  EXPECT_THROW(mp::ThreadPool pool(-1), std::invalid_argument);
+}
+
+TEST(ThreadPool, ZeroProcessesMeansCpuCount) {
+  mp::ThreadPool pool(0);
+  EXPECT_GE(pool.processes(), 1);
+}
+
+TEST(ThreadPool, InitializerRunsOnceInEachWorker) {
+  std::atomic<int> inits{0};
+  mp::PoolOptions options;
+  options.processes = 3;
+  options.initializer = [&] { ++inits; };
+  {
+    mp::ThreadPool pool(options);
+    pool.map([](int x) { return x; }, iota(100));
+  }
+  EXPECT_EQ(inits, 3);
+}
+
+TEST(ThreadPool, MaxTasksPerChildReplacesWorkers) {
+  std::atomic<int> inits{0};
+  mp::PoolOptions options;
+  options.processes = 1;
+  options.maxtasksperchild = 2;
+  options.initializer = [&] { ++inits; };
+  {
+    mp::ThreadPool pool(options);
+    for (int i = 0; i < 6; ++i) EXPECT_EQ(pool.apply([i] { return i; }), i);
+  }
+  EXPECT_GE(inits, 3);
+}
+
+TEST(ThreadPool, NestedUseFromATask) {
+  mp::ThreadPool outer(2);
+  const int total = outer.apply([] {
+    mp::ThreadPool inner(2);
+    const auto v = inner.map([](int x) { return x; }, iota(10));
+    return std::accumulate(v.begin(), v.end(), 0);
+  });
+  EXPECT_EQ(total, 45);
+}
+
+TEST(ThreadPool, ManySmallCallsFromSeveralThreads) {
+  mp::ThreadPool pool(2);
+  run_threads(4, [&](int t) {
+    for (int i = 0; i < 50; ++i) {
+      const auto v = pool.map([t](int x) { return x + t; }, iota(20));
+      EXPECT_EQ(v[19], 19 + t);
+    }
+  });
+}
+
+}  // namespace
