@@ -2,7 +2,6 @@
 // excepthook, and the wait for non-daemon threads at exit.
 #include "concur/threading/thread.hpp"
 
-#include <cxxabi.h>
 #include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -18,6 +17,7 @@
 #include <typeinfo>
 
 #include "concur/threading/event.hpp"
+#include "exception_text.hpp"
 
 namespace concur::detail {
 
@@ -128,28 +128,8 @@ ThreadState* current_state() {
   return t_current;
 }
 
-std::string demangle(const char* mangled) {
-  int status = 0;
-  char* text = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
-  std::string out = status == 0 && text != nullptr ? text : mangled;
-  std::free(text);
-  return out;
-}
-
-// "TYPE: message" for the exception in flight, as Python's last traceback line.
-std::string describe(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    return demangle(typeid(ex).name()) + ": " + ex.what();
-  } catch (...) {
-    const std::type_info* type = abi::__cxa_current_exception_type();
-    return type != nullptr ? demangle(type->name()) : std::string("unknown exception");
-  }
-}
-
 void print_exception(const std::string& thread_name, const std::exception_ptr& e) {
-  const std::string text = "Exception in thread " + thread_name + ":\n" + describe(e) + "\n";
+  const std::string text = "Exception in thread " + thread_name + ":\n" + concur::detail::describe_exception(e) + "\n";
   std::fwrite(text.data(), 1, text.size(), stderr);
   std::fflush(stderr);
 }

@@ -2,6 +2,7 @@
 // hand off between threads without sleeping.
 #pragma once
 
+#include <fcntl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -45,19 +46,27 @@ bool eventually(Pred pred, std::chrono::steady_clock::duration bound = kTestTime
 
 inline long this_tid() { return ::syscall(SYS_gettid); }
 
+// The state letter of /proc/.../stat (R, S, D, Z, ...), or 0 if it cannot be
+// read (the task is gone). Plain read(): a vanishing task makes read() fail,
+// which std::ifstream would turn into an exception.
+inline char proc_state(const std::string& stat_path) {
+  const int fd = ::open(stat_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[512];
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return 0;
+  const std::string text(buf, static_cast<std::size_t>(n));
+  const auto paren = text.rfind(')');
+  return paren != std::string::npos && paren + 2 < text.size() ? text[paren + 2] : 0;
+}
+
 // True once the thread `tid` of this process is asleep in the kernel (state
 // S: a futex wait, after any spinning). This is how a test knows a waiter is
 // really inside wait() without sleeping itself.
 inline bool blocked_in_kernel(long tid, std::chrono::steady_clock::duration bound = kTestTimeout) {
   const std::string path = "/proc/self/task/" + std::to_string(tid) + "/stat";
-  return eventually(
-      [&] {
-        std::ifstream in(path);
-        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        const auto paren = text.rfind(')');
-        return paren != std::string::npos && paren + 2 < text.size() && text[paren + 2] == 'S';
-      },
-      bound);
+  return eventually([&] { return proc_state(path) == 'S'; }, bound);
 }
 
 // Runs body(i) in n std::threads and joins them.
