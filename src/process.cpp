@@ -59,6 +59,7 @@ struct Registry {
   std::vector<std::shared_ptr<ProcessState>> orphans;
   bool reaper_running = false;
   int reaper_wakeup = -1;  // an eventfd
+  Registry* before_fork = nullptr;  // kept reachable, never freed: see reset_in_child
 };
 Registry* registry = new Registry;
 
@@ -69,16 +70,20 @@ struct Identity {
   std::vector<int> numbers;
   int counter = 0;
   std::optional<ProcessInfo> parent;
+  std::mutex mutex;  // guards the fields above of the current `identity`
+  Identity* before_fork = nullptr;
 };
 Identity* identity = new Identity;
-std::mutex* identity_mutex = new std::mutex;
 
 void reset_in_child() {
-  // Only the forking thread exists: the old locks may be held forever.
+  // Only the forking thread exists: the old locks may be held forever. Start
+  // new ones and keep the old ones reachable (they are a few bytes).
+  Registry* old = registry;
   registry = new Registry;
-  identity_mutex = new std::mutex;
+  registry->before_fork = old;
   Identity* previous = identity;
   identity = new Identity;
+  identity->before_fork = previous;
   identity->name = previous->name;
   identity->pid = ::getpid();
   identity->numbers = previous->numbers;
@@ -229,7 +234,7 @@ void require_open(const ProcessState& s, const char* call) {
 }
 
 std::string default_name(std::vector<int>& numbers_out) {
-  std::scoped_lock guard(*identity_mutex);
+  std::scoped_lock guard(identity->mutex);
   numbers_out = identity->numbers;
   numbers_out.push_back(++identity->counter);
   std::string name = "Process-";
@@ -288,7 +293,7 @@ void Process::start() {
     }
   }
   {
-    std::scoped_lock guard(*identity_mutex);
+    std::scoped_lock guard(identity->mutex);
     if (identity->daemon) {
       throw std::logic_error("Process.start(): daemonic processes are not allowed to have children");
     }
@@ -330,7 +335,7 @@ void Process::start() {
 
 void Process::run_child() {
   {
-    std::scoped_lock guard(*identity_mutex);
+    std::scoped_lock guard(identity->mutex);
     identity->name = state_->name;
     identity->daemon = state_->daemon;
     identity->numbers = state_->identity;
@@ -457,12 +462,12 @@ std::vector<ProcessInfo> active_children() {
 }
 
 ProcessInfo current_process() {
-  std::scoped_lock guard(*identity_mutex);
+  std::scoped_lock guard(identity->mutex);
   return ProcessInfo{identity->name, ::getpid(), identity->daemon};
 }
 
 std::optional<ProcessInfo> parent_process() {
-  std::scoped_lock guard(*identity_mutex);
+  std::scoped_lock guard(identity->mutex);
   return identity->parent;
 }
 

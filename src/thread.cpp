@@ -50,6 +50,7 @@ struct Registry {
   std::shared_ptr<ThreadState> main;
   ExceptHook hook;
   bool exit_handler_installed = false;
+  Registry* before_fork = nullptr;  // kept reachable, never freed: see reset_in_child
 };
 Registry* registry = new Registry;
 
@@ -175,7 +176,11 @@ void wait_for_non_daemon_threads() {
 // After fork only the forking thread exists in the child.
 void reset_in_child() {
   ThreadState* keep = t_current;
-  registry = new Registry;  // the old one's mutex may have been held mid-fork
+  // The old registry's mutex may have been held by a thread that does not
+  // exist here: start a new one, and keep the old one reachable.
+  Registry* old = registry;
+  registry = new Registry;
+  registry->before_fork = old;
   if (keep != nullptr && keep->name != "MainThread") {
     // Python: the thread that forked becomes the child's main thread.
     auto s = std::make_shared<ThreadState>();
