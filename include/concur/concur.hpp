@@ -2,4 +2,5 @@
 #pragma once
 
 #include "concur/errors.hpp"
+#include "concur/multiprocessing.hpp"
 #include "concur/threading.hpp"

@@ -61,6 +61,15 @@ class BrokenPipeError : public std::runtime_error {
   BrokenPipeError() : std::runtime_error("Connection.send(): the other end was closed") {}
 };
 
+// A message that arrived but cannot be decoded: truncated, corrupt (its
+// checksum does not match), of another type than the receiver expects, or
+// larger than the receiver accepts. Python raises pickle's UnpicklingError
+// or EOFError in such cases; concur names the fault.
+class FrameError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // Python: multiprocessing.pool.RemoteTraceback wrapped around the worker's
 // exception. Thrown by a process Pool when `f` threw in a worker: the
 // exception itself cannot cross the process boundary, so its demangled type
@@ -108,6 +117,7 @@ class WorkerLostError : public std::runtime_error {
 }  // namespace concur
 
 namespace concur::multiprocessing {
+using concur::FrameError;
 using concur::RemoteError;
 using concur::WorkerLostError;
 }  // namespace concur::multiprocessing

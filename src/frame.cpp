@@ -1,0 +1,187 @@
+// Frames on stream sockets: checked headers, CRC-32C, no SIGPIPE.
+#include "concur/detail/frame.hpp"
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <system_error>
+
+#include "concur/errors.hpp"
+
+namespace concur::detail {
+
+namespace {
+
+constexpr std::byte kMagic[4] = {std::byte{'C'}, std::byte{'C'}, std::byte{'F'}, std::byte{'1'}};
+
+std::array<std::uint32_t, 256> make_table() {
+  std::array<std::uint32_t, 256> table{};
+  for (std::uint32_t i = 0; i < 256; ++i) {
+    std::uint32_t c = i;
+    for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+    table[i] = c;
+  }
+  return table;
+}
+const std::array<std::uint32_t, 256> kTable = make_table();
+
+std::uint32_t crc32c_table(const unsigned char* p, std::size_t n, std::uint32_t crc) {
+  for (std::size_t i = 0; i < n; ++i) crc = kTable[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+  return crc;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) std::uint32_t crc32c_hw(const unsigned char* p, std::size_t n,
+                                                          std::uint32_t crc) {
+  std::uint64_t c = crc;
+  while (n >= 8) {
+    std::uint64_t word;
+    std::memcpy(&word, p, 8);
+    c = __builtin_ia32_crc32di(c, word);
+    p += 8;
+    n -= 8;
+  }
+  std::uint32_t c32 = static_cast<std::uint32_t>(c);
+  while (n-- > 0) c32 = __builtin_ia32_crc32qi(c32, *p++);
+  return c32;
+}
+const bool kHaveSse42 = __builtin_cpu_supports("sse4.2");
+#endif
+
+void put64(std::byte* out, std::uint64_t v) { std::memcpy(out, &v, 8); }
+void put32(std::byte* out, std::uint32_t v) { std::memcpy(out, &v, 4); }
+std::uint64_t get64(const std::byte* in) {
+  std::uint64_t v;
+  std::memcpy(&v, in, 8);
+  return v;
+}
+std::uint32_t get32(const std::byte* in) {
+  std::uint32_t v;
+  std::memcpy(&v, in, 4);
+  return v;
+}
+
+// Writes every iovec; MSG_NOSIGNAL so a closed peer is an error, not SIGPIPE.
+void send_all(int fd, iovec* iov, int count) {
+  while (count > 0) {
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<std::size_t>(count);
+    const ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EPIPE || errno == ECONNRESET) throw BrokenPipeError();
+      throw std::system_error(errno, std::generic_category(), "Connection.send()");
+    }
+    std::size_t left = static_cast<std::size_t>(n);
+    while (count > 0 && left >= iov->iov_len) {
+      left -= iov->iov_len;
+      ++iov;
+      --count;
+    }
+    if (count > 0) {
+      iov->iov_base = static_cast<char*>(iov->iov_base) + left;
+      iov->iov_len -= left;
+    }
+  }
+}
+
+// Reads exactly n bytes; returns how many arrived before EOF.
+std::size_t recv_all(int fd, std::byte* out, std::size_t n) {
+  std::size_t got = 0;
+  while (got < n) {
+    const ssize_t r = ::read(fd, out + got, n - got);
+    if (r == 0) break;
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ECONNRESET) break;
+      throw std::system_error(errno, std::generic_category(), "Connection.recv()");
+    }
+    got += static_cast<std::size_t>(r);
+  }
+  return got;
+}
+
+}  // namespace
+
+std::uint32_t crc32c(std::span<const std::byte> bytes, std::uint32_t crc) {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  crc = ~crc;
+#if defined(__x86_64__)
+  crc = kHaveSse42 ? crc32c_hw(p, bytes.size(), crc) : crc32c_table(p, bytes.size(), crc);
+#else
+  crc = crc32c_table(p, bytes.size(), crc);
+#endif
+  return ~crc;
+}
+
+void write_header(std::byte (&header)[32], std::uint64_t tag, std::uint64_t length,
+                  std::uint32_t crc) {
+  std::memcpy(header, kMagic, 4);
+  put64(header + 4, tag);
+  put64(header + 12, length);
+  put32(header + 20, crc);
+  put32(header + 24, crc32c(std::span<const std::byte>(header, 24)));
+  put32(header + 28, 0);
+}
+
+FrameHeader parse_header(const std::byte (&header)[32]) {
+  if (std::memcmp(header, kMagic, 4) != 0) {
+    throw FrameError("recv(): the message does not start with a frame header (corrupt stream)");
+  }
+  if (get32(header + 24) != crc32c(std::span<const std::byte>(header, 24))) {
+    throw FrameError("recv(): the frame header is corrupt (checksum mismatch)");
+  }
+  FrameHeader h{get64(header + 4), get64(header + 12), get32(header + 20)};
+  if (h.length > kMaxFrameBytes) {
+    throw FrameError("recv(): the frame claims " + std::to_string(h.length) +
+                     " bytes, more than the limit of " + std::to_string(kMaxFrameBytes));
+  }
+  return h;
+}
+
+void send_frame(int fd, std::uint64_t tag, std::span<const std::byte> payload) {
+  std::byte header[32];
+  write_header(header, tag, payload.size(), crc32c(payload));
+  iovec iov[2] = {{header, sizeof header},
+                  {const_cast<std::byte*>(payload.data()), payload.size()}};
+  send_all(fd, iov, payload.empty() ? 1 : 2);
+}
+
+std::vector<std::byte> recv_frame(int fd, std::uint64_t expected_tag) {
+  std::byte header[32];
+  const std::size_t got = recv_all(fd, header, sizeof header);
+  if (got == 0) throw EOFError();
+  if (got < sizeof header) throw FrameError("recv(): the peer closed in the middle of a frame header");
+  const FrameHeader h = parse_header(header);
+  if (expected_tag != 0 && h.tag != expected_tag) {
+    throw FrameError(h.tag == kBytesTag
+                         ? "recv(): the message was sent with send_bytes(); use recv_bytes()"
+                         : "recv(): the message holds another type than this Connection's");
+  }
+  // Grow with what arrives, so a header that lies about its length costs at
+  // most one chunk of memory before the stream runs dry.
+  constexpr std::size_t kChunk = std::size_t{64} << 20;
+  const auto length = static_cast<std::size_t>(h.length);
+  std::vector<std::byte> payload;
+  payload.reserve(length < kChunk ? length : kChunk);
+  while (payload.size() < length) {
+    const std::size_t old = payload.size();
+    const std::size_t chunk = length - old < kChunk ? length - old : kChunk;
+    payload.resize(old + chunk);
+    if (recv_all(fd, payload.data() + old, chunk) < chunk) {
+      throw FrameError("recv(): the peer closed in the middle of a message (truncated frame)");
+    }
+  }
+  if (crc32c(payload) != h.payload_crc) {
+    throw FrameError("recv(): the message is corrupt (checksum mismatch)");
+  }
+  return payload;
+}
+
+}  // namespace concur::detail
