@@ -102,8 +102,14 @@ void BM_Contended(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * kContendedIncrements);
 }
-BENCHMARK(BM_Contended<th::Lock>)->Name("contended2/concur::Lock")->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_Contended<std::mutex>)->Name("contended2/std::mutex")->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Contended<th::Lock>)
+    ->Name("contended2/concur::Lock")
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Contended<std::mutex>)
+    ->Name("contended2/std::mutex")
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 // --- ping-pong round trip between two threads ---------------------------------
 
@@ -129,7 +135,10 @@ void BM_PingPongEvent(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * kRoundTrips);
 }
-BENCHMARK(BM_PingPongEvent)->Name("pingpong/concur::Event")->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_PingPongEvent)
+    ->Name("pingpong/concur::Event")
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 void BM_PingPongAtomicWait(benchmark::State& state) {
   for (auto _ : state) {
@@ -151,7 +160,10 @@ void BM_PingPongAtomicWait(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * kRoundTrips);
 }
-BENCHMARK(BM_PingPongAtomicWait)->Name("pingpong/std::atomic_wait")->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_PingPongAtomicWait)
+    ->Name("pingpong/std::atomic_wait")
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 void BM_PingPongBinarySemaphore(benchmark::State& state) {
   for (auto _ : state) {
@@ -171,7 +183,10 @@ void BM_PingPongBinarySemaphore(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * kRoundTrips);
 }
-BENCHMARK(BM_PingPongBinarySemaphore)->Name("pingpong/std::binary_semaphore")->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_PingPongBinarySemaphore)
+    ->Name("pingpong/std::binary_semaphore")
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 void BM_PingPongCondvar(benchmark::State& state) {
   for (auto _ : state) {
@@ -196,7 +211,10 @@ void BM_PingPongCondvar(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * kRoundTrips);
 }
-BENCHMARK(BM_PingPongCondvar)->Name("pingpong/std::mutex+condition_variable")->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_PingPongCondvar)
+    ->Name("pingpong/std::mutex+condition_variable")
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 void BM_PingPongCondition(benchmark::State& state) {
   for (auto _ : state) {
@@ -220,7 +238,10 @@ void BM_PingPongCondition(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * kRoundTrips);
 }
-BENCHMARK(BM_PingPongCondition)->Name("pingpong/concur::Condition")->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_PingPongCondition)
+    ->Name("pingpong/concur::Condition")
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 // --- barrier cycle with two threads -------------------------------------------
 
@@ -237,7 +258,10 @@ void BM_BarrierConcur(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * kCycles);
 }
-BENCHMARK(BM_BarrierConcur)->Name("barrier2/concur::Barrier")->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_BarrierConcur)
+    ->Name("barrier2/concur::Barrier")
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 void BM_BarrierStd(benchmark::State& state) {
   for (auto _ : state) {
@@ -250,7 +274,10 @@ void BM_BarrierStd(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * kCycles);
 }
-BENCHMARK(BM_BarrierStd)->Name("barrier2/std::barrier")->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_BarrierStd)
+    ->Name("barrier2/std::barrier")
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 // --- sizes, as counters on one trivial case -------------------------------------
 

@@ -108,10 +108,11 @@ static void shutdown() {
       std::chrono::steady_clock::now() - start);
   trigger.join();
   heartbeat.join();
-  std::printf("Event+Timer the timer set the stop event after %lld ms; the %s thread (daemon=%s) "
-              "ticked %d times\n",
-              static_cast<long long>(waited.count()), heartbeat.name().c_str(),
-              heartbeat.daemon() ? "true" : "false", ticks);
+  std::printf(
+      "Event+Timer the timer set the stop event after %lld ms; the %s thread (daemon=%s) "
+      "ticked %d times\n",
+      static_cast<long long>(waited.count()), heartbeat.name().c_str(),
+      heartbeat.daemon() ? "true" : "false", ticks);
 }
 
 // RLock: a function that takes the lock calls another that takes it again.

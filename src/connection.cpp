@@ -61,7 +61,8 @@ bool Endpoint::poll(Deadline deadline) {
       if (deadline.is_now_only() || deadline.expired()) return false;
       continue;
     }
-    if (errno != EINTR) throw std::system_error(errno, std::generic_category(), "Connection.poll()");
+    if (errno != EINTR)
+      throw std::system_error(errno, std::generic_category(), "Connection.poll()");
   }
 }
 

@@ -157,7 +157,8 @@ std::vector<std::byte> recv_frame(int fd, std::uint64_t expected_tag) {
   std::byte header[32];
   const std::size_t got = recv_all(fd, header, sizeof header);
   if (got == 0) throw EOFError();
-  if (got < sizeof header) throw FrameError("recv(): the peer closed in the middle of a frame header");
+  if (got < sizeof header)
+    throw FrameError("recv(): the peer closed in the middle of a frame header");
   const FrameHeader h = parse_header(header);
   if (expected_tag != 0 && h.tag != expected_tag) {
     throw FrameError(h.tag == kBytesTag

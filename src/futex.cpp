@@ -1,17 +1,16 @@
 // Linux futex system calls: the only place concur sleeps or wakes.
 #include "concur/detail/futex.hpp"
 
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <fcntl.h>
-
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstring>
-#include <climits>
 #include <ctime>
 
 namespace concur::detail {
@@ -20,7 +19,9 @@ constinit thread_local std::uint32_t t_cached_tid = 0;
 
 namespace {
 
-int op(int base, Scope scope) { return scope == Scope::kPrivate ? (base | FUTEX_PRIVATE_FLAG) : base; }
+int op(int base, Scope scope) {
+  return scope == Scope::kPrivate ? (base | FUTEX_PRIVATE_FLAG) : base;
+}
 
 // After fork the child's only thread has a new kernel id; forget the old one.
 void forget_tid_in_child() { t_cached_tid = 0; }
@@ -66,9 +67,9 @@ WaitResult futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected, 
   }
   // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, so a wait
   // that is interrupted and resumed keeps its original bound.
-  const long rc = ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word),
-                            op(FUTEX_WAIT_BITSET, scope), expected, abs, nullptr,
-                            FUTEX_BITSET_MATCH_ANY);
+  const long rc =
+      ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), op(FUTEX_WAIT_BITSET, scope),
+                expected, abs, nullptr, FUTEX_BITSET_MATCH_ANY);
   if (rc == 0) return WaitResult::kWoken;
   switch (errno) {
     case EAGAIN:

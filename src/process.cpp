@@ -58,7 +58,7 @@ struct Registry {
   // The reaper: a thread that waits on orphans' pidfds.
   std::vector<std::shared_ptr<ProcessState>> orphans;
   bool reaper_running = false;
-  int reaper_wakeup = -1;  // an eventfd
+  int reaper_wakeup = -1;           // an eventfd
   Registry* before_fork = nullptr;  // kept reachable, never freed: see reset_in_child
 };
 Registry* registry = new Registry;
@@ -117,8 +117,7 @@ bool try_reap(ProcessState& s) {
 void forget(const ProcessState* s) {
   std::scoped_lock guard(registry->mutex);
   auto& v = registry->children;
-  v.erase(std::remove_if(v.begin(), v.end(), [s](const auto& p) { return p.get() == s; }),
-          v.end());
+  v.erase(std::remove_if(v.begin(), v.end(), [s](const auto& p) { return p.get() == s; }), v.end());
 }
 
 bool reap_and_forget(const std::shared_ptr<ProcessState>& s) {
@@ -295,7 +294,8 @@ void Process::start() {
   {
     std::scoped_lock guard(identity->mutex);
     if (identity->daemon) {
-      throw std::logic_error("Process.start(): daemonic processes are not allowed to have children");
+      throw std::logic_error(
+          "Process.start(): daemonic processes are not allowed to have children");
     }
   }
   // Reap what has finished, as Python's start() does.
@@ -345,8 +345,8 @@ void Process::run_child() {
   try {
     run();
   } catch (...) {
-    const std::string text =
-        "Process " + state_->name + ":\n" + concur::detail::describe_exception(std::current_exception()) + "\n";
+    const std::string text = "Process " + state_->name + ":\n" +
+                             concur::detail::describe_exception(std::current_exception()) + "\n";
     std::fwrite(text.data(), 1, text.size(), stderr);
     code = 1;
   }
@@ -368,7 +368,8 @@ bool Process::join_until(concur::detail::Deadline deadline) {
       throw std::logic_error("Process.join(): can only join a started process; call start() first");
     }
   }
-  if (state_->pid == ::getpid()) throw std::logic_error("Process.join(): a process cannot join itself");
+  if (state_->pid == ::getpid())
+    throw std::logic_error("Process.join(): a process cannot join itself");
   return wait_reaped(state_, deadline);
 }
 
@@ -423,7 +424,8 @@ void Process::close() {
 int Process::sentinel() const {
   std::scoped_lock guard(state_->mutex);
   require_open(*state_, "Process.sentinel()");
-  if (!state_->started) throw std::invalid_argument("Process.sentinel(): the process is not started");
+  if (!state_->started)
+    throw std::invalid_argument("Process.sentinel(): the process is not started");
   return state_->pidfd;
 }
 
@@ -446,7 +448,8 @@ void Process::set_daemon(bool daemon) {
   std::scoped_lock guard(state_->mutex);
   require_open(*state_, "Process.set_daemon()");
   if (state_->started) {
-    throw std::logic_error("Process.set_daemon(): cannot change the daemon flag of a started process");
+    throw std::logic_error(
+        "Process.set_daemon(): cannot change the daemon flag of a started process");
   }
   state_->daemon = daemon;
 }

@@ -13,9 +13,9 @@ std::shared_ptr<void> map_shared(std::size_t bytes) {
   const std::size_t length = bytes == 0 ? 1 : bytes;
   void* p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) {
-    throw std::system_error(errno, std::generic_category(),
-                            "concur: mmap of " + std::to_string(length) +
-                                " bytes of shared memory failed");
+    throw std::system_error(
+        errno, std::generic_category(),
+        "concur: mmap of " + std::to_string(length) + " bytes of shared memory failed");
   }
   return std::shared_ptr<void>(p, [length](void* q) { ::munmap(q, length); });
 }

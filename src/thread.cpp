@@ -130,7 +130,8 @@ ThreadState* current_state() {
 }
 
 void print_exception(const std::string& thread_name, const std::exception_ptr& e) {
-  const std::string text = "Exception in thread " + thread_name + ":\n" + concur::detail::describe_exception(e) + "\n";
+  const std::string text =
+      "Exception in thread " + thread_name + ":\n" + concur::detail::describe_exception(e) + "\n";
   std::fwrite(text.data(), 1, text.size(), stderr);
   std::fflush(stderr);
 }
@@ -202,7 +203,8 @@ void reset_in_child() {
 bool wait_for(Event& event, concur::detail::Deadline deadline) {
   if (deadline.is_never()) return event.wait();
   if (deadline.is_now_only()) return event.is_set();
-  return event.wait_until(std::chrono::steady_clock::time_point(std::chrono::nanoseconds(deadline.ns())));
+  return event.wait_until(
+      std::chrono::steady_clock::time_point(std::chrono::nanoseconds(deadline.ns())));
 }
 
 // Capture the main thread's identity while static initialization runs in it.
@@ -223,7 +225,7 @@ struct Boot {
 // Thread with a target) be destroyed at any time without a data race.
 // Itanium C++ ABI (GCC and Clang on Linux): a pointer to a virtual member
 // function holds 1 + the byte offset of its vtable slot.
-static_assert(sizeof(void (Thread::*)()) == 2 * sizeof(std::uintptr_t));
+static_assert(sizeof(void(Thread::*)()) == 2 * sizeof(std::uintptr_t));
 void (*resolve_run(Thread* self))(Thread*) {
   void (Thread::*member)() = &Thread::run;
   std::uintptr_t rep[2];
@@ -339,7 +341,8 @@ bool Thread::join_until(concur::detail::Deadline deadline) {
   {
     std::scoped_lock guard(state_->mutex);
     if (!state_->started) {
-      throw std::logic_error("Thread.join(): cannot join a thread before it is started; call start() first");
+      throw std::logic_error(
+          "Thread.join(): cannot join a thread before it is started; call start() first");
     }
   }
   if (t_current == state_.get()) {

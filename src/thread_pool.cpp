@@ -20,8 +20,9 @@ enum class PoolState { kRun, kClose, kTerminate };
 
 int checked_processes(const PoolOptions& options) {
   if (options.processes < 0) {
-    throw std::invalid_argument("ThreadPool(): processes must be at least 1 (or 0 for cpu_count()), got " +
-                                std::to_string(options.processes));
+    throw std::invalid_argument(
+        "ThreadPool(): processes must be at least 1 (or 0 for cpu_count()), got " +
+        std::to_string(options.processes));
   }
   if (options.maxtasksperchild < 0) {
     throw std::invalid_argument("ThreadPool(): maxtasksperchild must be >= 0, got " +
@@ -166,7 +167,8 @@ void ThreadPool::join() {
   {
     std::scoped_lock guard(core_->lock);
     if (core_->state == PoolState::kRun) {
-      throw std::invalid_argument("ThreadPool.join(): the pool is still running; call close() or terminate() first");
+      throw std::invalid_argument(
+          "ThreadPool.join(): the pool is still running; call close() or terminate() first");
     }
   }
   const auto self = std::this_thread::get_id();

@@ -11,10 +11,10 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <sstream>
-#include <string>
 #include <functional>
 #include <iterator>
+#include <sstream>
+#include <string>
 #include <thread>
 #include <vector>
 

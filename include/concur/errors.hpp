@@ -30,7 +30,8 @@ class TimeoutError : public std::runtime_error {
 class BrokenBarrierError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
-  BrokenBarrierError() : std::runtime_error("Barrier.wait(): the barrier is broken; call reset()") {}
+  BrokenBarrierError()
+      : std::runtime_error("Barrier.wait(): the barrier is broken; call reset()") {}
 };
 
 // Python: queue.Empty. get() without blocking, or with a timeout, found no item.
@@ -51,7 +52,8 @@ class Full : public std::runtime_error {
 class EOFError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
-  EOFError() : std::runtime_error("Connection.recv(): the other end was closed and no data is left") {}
+  EOFError()
+      : std::runtime_error("Connection.recv(): the other end was closed and no data is left") {}
 };
 
 // Python: BrokenPipeError. send() to a connection whose peer closed.

@@ -1,5 +1,4 @@
 #include <concur/concur.hpp>
-
 #include <cstdio>
 #include <mutex>
 

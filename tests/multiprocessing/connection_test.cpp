@@ -1,7 +1,8 @@
 // Pipe and Connection: transferable types, EOF, broken pipes, one-way ends,
 // large messages, and frames that cannot be decoded.
-#include <gtest/gtest.h>
+#include "concur/multiprocessing/connection.hpp"
 
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -16,7 +17,6 @@
 #include <variant>
 #include <vector>
 
-#include "concur/multiprocessing/connection.hpp"
 #include "concur/multiprocessing/process.hpp"
 #include "multiprocessing/fork_support.hpp"
 #include "multiprocessing/hygiene.hpp"
@@ -199,8 +199,7 @@ TEST_F(ConnectionTest, ChildKilledMidSendGivesAnErrorNotAHang) {
   const pid_t child = fork_child([&] {
     // A header promising 1 MiB, then a little of it, then death.
     std::byte header[32];
-    concur::detail::write_header(header, concur::detail::type_tag<std::vector<char>>(), 1 << 20,
-                                 0);
+    concur::detail::write_header(header, concur::detail::type_tag<std::vector<char>>(), 1 << 20, 0);
     if (::write(fds[1], header, sizeof header) != sizeof header) return 1;
     char some[100] = {};
     if (::write(fds[1], some, sizeof some) != sizeof some) return 1;

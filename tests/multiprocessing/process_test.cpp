@@ -1,7 +1,8 @@
 // The rules of Process and the module functions (API.md "Process").
-#include <gtest/gtest.h>
+#include "concur/multiprocessing/process.hpp"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -17,7 +18,6 @@
 #include <string>
 
 #include "concur/multiprocessing/event.hpp"
-#include "concur/multiprocessing/process.hpp"
 #include "concur/multiprocessing/value.hpp"
 #include "multiprocessing/hygiene.hpp"
 
@@ -299,7 +299,8 @@ TEST_F(ProcessTest, CurrentProcessInABareForkChildReportsItsPid) {
 
 TEST_F(ProcessTest, ActiveChildrenListsRunningOnes) {
   mp::Event release;
-  mp::Process p(mp::ProcessOptions{"listed", false}, [release]() mutable { release.wait(kTestTimeout); });
+  mp::Process p(mp::ProcessOptions{"listed", false},
+                [release]() mutable { release.wait(kTestTimeout); });
   p.start();
   auto children = mp::active_children();
   bool found = false;

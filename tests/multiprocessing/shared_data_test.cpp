@@ -1,6 +1,5 @@
 // Value, Array, RawValue, RawArray and SharedMemory.
 #include <gtest/gtest.h>
-
 #include <sys/stat.h>
 
 #include <algorithm>

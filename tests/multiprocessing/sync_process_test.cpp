@@ -2,7 +2,6 @@
 // threads of every process forked after it was made, and a copy of a handle
 // refers to the same object.
 #include <gtest/gtest.h>
-
 #include <signal.h>
 
 #include <atomic>

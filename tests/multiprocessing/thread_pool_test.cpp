@@ -1,4 +1,6 @@
 // The rules of ThreadPool and AsyncResult (API.md "Pool and ThreadPool").
+#include "concur/multiprocessing/thread_pool.hpp"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -14,7 +16,6 @@
 #include <vector>
 
 #include "concur/errors.hpp"
-#include "concur/multiprocessing/thread_pool.hpp"
 #include "concur/threading/event.hpp"
 #include "test_support.hpp"
 

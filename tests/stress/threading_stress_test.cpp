@@ -62,9 +62,15 @@ TEST_P(Threads, LockExcludesAndEndsUnlocked) {
     while (!stop) {
       bool got = false;
       switch (rng() % 3) {
-        case 0: got = lock.acquire(); break;
-        case 1: got = lock.try_lock(); break;
-        default: got = lock.try_lock_for(100us); break;
+        case 0:
+          got = lock.acquire();
+          break;
+        case 1:
+          got = lock.try_lock();
+          break;
+        default:
+          got = lock.try_lock_for(100us);
+          break;
       }
       if (!got) continue;
       if (++inside != 1) overlap = true;

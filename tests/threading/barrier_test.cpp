@@ -1,4 +1,6 @@
 // The rules of Barrier, thread and process-shared.
+#include "concur/multiprocessing/barrier.hpp"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -9,7 +11,6 @@
 #include <thread>
 #include <vector>
 
-#include "concur/multiprocessing/barrier.hpp"
 #include "concur/threading/barrier.hpp"
 #include "concur/threading/lock.hpp"
 #include "test_support.hpp"

@@ -1,4 +1,6 @@
 // The rules of Condition, thread and process-shared.
+#include "concur/multiprocessing/condition.hpp"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -9,7 +11,6 @@
 #include <thread>
 #include <vector>
 
-#include "concur/multiprocessing/condition.hpp"
 #include "concur/threading/condition.hpp"
 #include "test_support.hpp"
 

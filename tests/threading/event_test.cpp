@@ -1,11 +1,12 @@
 // The rules of Event, thread and process-shared.
+#include "concur/multiprocessing/event.hpp"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <thread>
 #include <vector>
 
-#include "concur/multiprocessing/event.hpp"
 #include "concur/threading/event.hpp"
 #include "test_support.hpp"
 

@@ -1,5 +1,7 @@
 // The rules of Lock and RLock (API.md; CPython Lib/test/lock_tests.py),
 // run on the thread types and on their process-shared namesakes.
+#include "concur/multiprocessing/lock.hpp"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -8,7 +10,6 @@
 #include <stdexcept>
 #include <thread>
 
-#include "concur/multiprocessing/lock.hpp"
 #include "concur/multiprocessing/rlock.hpp"
 #include "concur/threading/event.hpp"
 #include "concur/threading/lock.hpp"

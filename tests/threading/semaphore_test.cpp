@@ -1,4 +1,6 @@
 // The rules of Semaphore and BoundedSemaphore, thread and process-shared.
+#include "concur/multiprocessing/semaphore.hpp"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -7,7 +9,6 @@
 #include <thread>
 #include <vector>
 
-#include "concur/multiprocessing/semaphore.hpp"
 #include "concur/threading/event.hpp"
 #include "concur/threading/semaphore.hpp"
 #include "test_support.hpp"

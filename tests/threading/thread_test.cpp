@@ -1,7 +1,8 @@
 // The rules of Thread and the module functions (API.md; CPython
 // Lib/test/test_threading.py).
-#include <gtest/gtest.h>
+#include "concur/threading/thread.hpp"
 
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,7 +16,6 @@
 #include <thread>
 
 #include "concur/threading/event.hpp"
-#include "concur/threading/thread.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -272,7 +272,8 @@ TEST(Thread, EnumerateListsRunningThreadsOnly) {
   t.start();
   auto names = th::enumerate();
   EXPECT_TRUE(std::any_of(names.begin(), names.end(), [](auto& i) { return i.name == "listed"; }));
-  EXPECT_TRUE(std::any_of(names.begin(), names.end(), [](auto& i) { return i.name == "MainThread"; }));
+  EXPECT_TRUE(
+      std::any_of(names.begin(), names.end(), [](auto& i) { return i.name == "MainThread"; }));
   EXPECT_EQ(th::active_count(), before + 1);
   release.set();
   t.join();
@@ -410,8 +411,7 @@ struct RunResult {
 
 // Runs a helper program with a bound on its run time.
 RunResult run_helper(const std::string& name) {
-  const std::string command =
-      "timeout 20 " + std::string(CONCUR_HELPER_DIR) + "/" + name + " 2>&1";
+  const std::string command = "timeout 20 " + std::string(CONCUR_HELPER_DIR) + "/" + name + " 2>&1";
   RunResult result;
   FILE* pipe = ::popen(command.c_str(), "r");
   if (pipe == nullptr) return result;

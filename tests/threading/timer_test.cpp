@@ -1,4 +1,6 @@
 // The rules of Timer.
+#include "concur/threading/timer.hpp"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -7,7 +9,6 @@
 #include <string>
 
 #include "concur/threading/event.hpp"
-#include "concur/threading/timer.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -18,10 +19,13 @@ using namespace concur::testing;
 TEST(Timer, CallsTheFunctionWithItsArgumentsAfterTheInterval) {
   th::Event called;
   int sum = 0;
-  th::Timer t(50ms, [&](int a, int b) {
-    sum = a + b;
-    called.set();
-  }, 2, 3);
+  th::Timer t(
+      50ms,
+      [&](int a, int b) {
+        sum = a + b;
+        called.set();
+      },
+      2, 3);
   const auto start = std::chrono::steady_clock::now();
   t.start();
   ASSERT_TRUE(called.wait(kTestTimeout));

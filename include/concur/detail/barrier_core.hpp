@@ -56,7 +56,8 @@ class BarrierCore {
     } else {
       if (!wait_while([this] { return state_ == kFilling; }, deadline)) {
         break_barrier();
-        throw BrokenBarrierError("Barrier.wait(): timed out, so the barrier is now broken; call reset()");
+        throw BrokenBarrierError(
+            "Barrier.wait(): timed out, so the barrier is now broken; call reset()");
       }
       if (state_ < 0) throw BrokenBarrierError();
     }

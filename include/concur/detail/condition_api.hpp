@@ -118,7 +118,8 @@ class ConditionApi {
     }
     auto* l = plain();
     return self().queue().wait(
-        holder.node(), [&] { l->word().release(); }, [&] { l->word().acquire_spinning(); }, deadline);
+        holder.node(), [&] { l->word().release(); }, [&] { l->word().acquire_spinning(); },
+        deadline);
   }
 };
 

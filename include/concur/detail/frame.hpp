@@ -16,7 +16,7 @@
 
 namespace concur::detail {
 
-inline constexpr std::uint64_t kBytesTag = 0x5241572d42595445ull;  // send_bytes: raw bytes
+inline constexpr std::uint64_t kBytesTag = 0x5241572d42595445ull;        // send_bytes: raw bytes
 inline constexpr std::uint64_t kMaxFrameBytes = std::uint64_t{1} << 36;  // 64 GiB
 
 std::uint32_t crc32c(std::span<const std::byte> bytes, std::uint32_t crc = 0);

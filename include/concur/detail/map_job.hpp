@@ -52,7 +52,8 @@ class LowestError {
 // One slot per item: the value itself when it can be default-constructed,
 // else an optional.
 template <class Out>
-using ResultSlot = std::conditional_t<std::is_default_constructible_v<Out>, Out, std::optional<Out>>;
+using ResultSlot =
+    std::conditional_t<std::is_default_constructible_v<Out>, Out, std::optional<Out>>;
 
 template <class Out>
 std::vector<Out> take_results(std::vector<ResultSlot<Out>>& slots) {

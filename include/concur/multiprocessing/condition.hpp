@@ -28,8 +28,10 @@ class Condition : public detail::ConditionApi<Condition> {
   static constexpr std::uint32_t kMaxWaiters = 4096;
 
   Condition() : Condition(RLock()) {}
-  explicit Condition(const Lock& lock) : lock_(lock), shared_(detail::make_shared_object<Shared>()) {}
-  explicit Condition(const RLock& lock) : lock_(lock), shared_(detail::make_shared_object<Shared>()) {}
+  explicit Condition(const Lock& lock)
+      : lock_(lock), shared_(detail::make_shared_object<Shared>()) {}
+  explicit Condition(const RLock& lock)
+      : lock_(lock), shared_(detail::make_shared_object<Shared>()) {}
 
  private:
   friend class detail::ConditionApi<Condition>;

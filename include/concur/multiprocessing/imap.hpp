@@ -47,7 +47,7 @@ class IMapRange {
     explicit Shared(F fn) : f(std::move(fn)) {}
     F f;
     std::atomic<bool> cancelled{false};
-    threading::Lock lock;                    // guards finished (unordered)
+    threading::Lock lock;  // guards finished (unordered)
     std::deque<std::shared_ptr<Chunk>> finished;
     threading::Semaphore finished_count{0};  // unordered: chunks in `finished`
   };
@@ -68,9 +68,7 @@ class IMapRange {
       return *this;
     }
     void operator++(int) { ++*this; }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) {
-      return it.finished();
-    }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.finished(); }
 
    private:
     bool finished() const { return range_ == nullptr || range_->at_end(); }

@@ -7,7 +7,8 @@
 #include "concur/detail/shared_block.hpp"
 
 namespace concur::detail {
-template <class> class ConditionApi;
+template <class>
+class ConditionApi;
 }
 
 namespace concur::multiprocessing {
@@ -34,7 +35,8 @@ class Lock : public detail::LockApi<Lock> {
 
  private:
   friend class detail::LockApi<Lock>;
-  template <class> friend class detail::ConditionApi;
+  template <class>
+  friend class detail::ConditionApi;
   Word& word() const { return *word_; }
 
   std::shared_ptr<Word> word_;

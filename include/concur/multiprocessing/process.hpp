@@ -61,8 +61,8 @@ struct ProcessInfo {
 class Process {
  public:
   template <class F, class... Args>
-    requires(!std::is_same_v<std::decay_t<F>, ProcessOptions>)
-  explicit Process(F&& target, Args&&... args)
+  requires(!std::is_same_v<std::decay_t<F>, ProcessOptions>) explicit Process(F&& target,
+                                                                              Args&&... args)
       : Process(ProcessOptions{}, std::forward<F>(target), std::forward<Args>(args)...) {}
   template <class F, class... Args>
   Process(ProcessOptions options, F&& target, Args&&... args)

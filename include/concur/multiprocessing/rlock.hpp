@@ -7,7 +7,8 @@
 #include "concur/detail/shared_block.hpp"
 
 namespace concur::detail {
-template <class> class ConditionApi;
+template <class>
+class ConditionApi;
 }
 
 namespace concur::multiprocessing {
@@ -29,7 +30,8 @@ class RLock : public detail::RLockApi<RLock> {
 
  private:
   friend class detail::RLockApi<RLock>;
-  template <class> friend class detail::ConditionApi;
+  template <class>
+  friend class detail::ConditionApi;
   Word& word() const { return *word_; }
 
   std::shared_ptr<Word> word_;

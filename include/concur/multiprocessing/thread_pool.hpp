@@ -73,7 +73,8 @@ class ThreadPool {
     require_running("ThreadPool.apply_async()");
     auto state = std::make_shared<detail::ResultState<Out>>();
     submit(
-        [state, fn = std::forward<F>(f), bound = std::make_tuple(std::forward<A>(args)...)]() mutable {
+        [state, fn = std::forward<F>(f),
+         bound = std::make_tuple(std::forward<A>(args)...)]() mutable {
           try {
             if constexpr (std::is_void_v<Out>) {
               std::apply(fn, bound);
@@ -193,8 +194,8 @@ class ThreadPool {
     require_running(kOrdered ? "ThreadPool.imap()" : "ThreadPool.imap_unordered()");
     if (chunksize == 0) throw std::invalid_argument("ThreadPool.imap(): chunksize must be >= 1");
     return IMapRange<kOrdered, std::decay_t<F>, std::views::all_t<R>>(
-        std::forward<F>(f), std::views::all(std::forward<R>(items)), chunksize,
-        2 * worker_count(), sink());
+        std::forward<F>(f), std::views::all(std::forward<R>(items)), chunksize, 2 * worker_count(),
+        sink());
   }
 
   std::shared_ptr<Core> core_;

@@ -42,8 +42,8 @@ namespace concur::multiprocessing {
 
 // Crosses as its bytes: no serializer runs, nothing is allocated.
 template <class T>
-concept trivially_transferable = std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> &&
-                                 !std::is_member_pointer_v<T>;
+concept trivially_transferable =
+    std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> && !std::is_member_pointer_v<T>;
 
 }  // namespace concur::multiprocessing
 

@@ -19,7 +19,6 @@ class Event : public detail::EventApi<Event> {
   Event(const Event&) = delete;
   Event& operator=(const Event&) = delete;
 
-
  private:
   friend class detail::EventApi<Event>;
   detail::EventWord<detail::Scope::kPrivate>& word() { return word_; }

@@ -4,7 +4,8 @@
 #include "concur/detail/lock_word.hpp"
 
 namespace concur::detail {
-template <class> class ConditionApi;
+template <class>
+class ConditionApi;
 }
 
 namespace concur::threading {
@@ -27,10 +28,10 @@ class Lock : public detail::LockApi<Lock> {
   Lock(const Lock&) = delete;
   Lock& operator=(const Lock&) = delete;
 
-
  private:
   friend class detail::LockApi<Lock>;
-  template <class> friend class detail::ConditionApi;
+  template <class>
+  friend class detail::ConditionApi;
   detail::LockWord<detail::Scope::kPrivate>& word() { return word_; }
   const detail::LockWord<detail::Scope::kPrivate>& word() const { return word_; }
 

@@ -4,7 +4,8 @@
 #include "concur/detail/lock_word.hpp"
 
 namespace concur::detail {
-template <class> class ConditionApi;
+template <class>
+class ConditionApi;
 }
 
 namespace concur::threading {
@@ -24,10 +25,10 @@ class RLock : public detail::RLockApi<RLock> {
   RLock(const RLock&) = delete;
   RLock& operator=(const RLock&) = delete;
 
-
  private:
   friend class detail::RLockApi<RLock>;
-  template <class> friend class detail::ConditionApi;
+  template <class>
+  friend class detail::ConditionApi;
   detail::RLockWord<detail::Scope::kPrivate>& word() { return word_; }
   const detail::RLockWord<detail::Scope::kPrivate>& word() const { return word_; }
 

@@ -21,8 +21,9 @@ struct ThreadState;
 namespace concur::threading {
 
 struct ThreadOptions {
-  std::string name;            // empty: "Thread-N", numbered consecutively
-  std::optional<bool> daemon;  // unset: inherit the creating thread's flag (the main thread's is false)
+  std::string name;  // empty: "Thread-N", numbered consecutively
+  std::optional<bool>
+      daemon;  // unset: inherit the creating thread's flag (the main thread's is false)
 };
 
 // What current_thread(), main_thread() and enumerate() report.
@@ -59,8 +60,8 @@ using ExceptHook = std::function<void(const ExceptHookArgs&)>;
 class Thread {
  public:
   template <class F, class... Args>
-    requires(!std::is_same_v<std::decay_t<F>, ThreadOptions>)
-  explicit Thread(F&& target, Args&&... args)
+  requires(!std::is_same_v<std::decay_t<F>, ThreadOptions>) explicit Thread(F&& target,
+                                                                            Args&&... args)
       : Thread(ThreadOptions{}, std::forward<F>(target), std::forward<Args>(args)...) {}
   template <class F, class... Args>
   Thread(ThreadOptions options, F&& target, Args&&... args)
