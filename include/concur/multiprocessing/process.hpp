@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "concur/detail/bind_target.hpp"
 #include "concur/detail/deadline.hpp"
 
 namespace concur::detail {
@@ -66,7 +67,9 @@ class Process {
       : Process(ProcessOptions{}, std::forward<F>(target), std::forward<Args>(args)...) {}
   template <class F, class... Args>
   Process(ProcessOptions options, F&& target, Args&&... args)
-      : Process(std::move(options), bind(std::forward<F>(target), std::forward<Args>(args)...)) {}
+      : Process(std::move(options),
+                concur::detail::bind_target(std::forward<F>(target), std::forward<Args>(args)...)) {
+  }
   Process();
   virtual ~Process();
   Process(const Process&) = delete;
@@ -97,13 +100,6 @@ class Process {
   Process(ProcessOptions options, std::function<void()> target);
 
  private:
-  template <class F, class... Args>
-  static std::function<void()> bind(F&& target, Args&&... args) {
-    return [fn = std::forward<F>(target),
-            bound = std::make_tuple(std::forward<Args>(args)...)]() mutable {
-      std::apply([&fn](auto&... a) { std::invoke(fn, a...); }, bound);
-    };
-  }
   bool join_until(concur::detail::Deadline deadline);
   void send(int signal);
   [[noreturn]] void run_child();

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "concur/detail/bind_target.hpp"
 #include "concur/detail/deadline.hpp"
 
 namespace concur::detail {
@@ -65,7 +66,8 @@ class Thread {
       : Thread(ThreadOptions{}, std::forward<F>(target), std::forward<Args>(args)...) {}
   template <class F, class... Args>
   Thread(ThreadOptions options, F&& target, Args&&... args)
-      : Thread(std::move(options), bind(std::forward<F>(target), std::forward<Args>(args)...)) {}
+      : Thread(std::move(options),
+               concur::detail::bind_target(std::forward<F>(target), std::forward<Args>(args)...)) {}
   Thread();
   virtual ~Thread();
   Thread(const Thread&) = delete;
@@ -95,13 +97,6 @@ class Thread {
   Thread(ThreadOptions options, std::function<void()> target);
 
  private:
-  template <class F, class... Args>
-  static std::function<void()> bind(F&& target, Args&&... args) {
-    return [fn = std::forward<F>(target),
-            bound = std::make_tuple(std::forward<Args>(args)...)]() mutable {
-      std::apply([&fn](auto&... a) { std::invoke(fn, a...); }, bound);
-    };
-  }
   bool join_until(concur::detail::Deadline deadline);
 
   std::shared_ptr<concur::detail::ThreadState> state_;

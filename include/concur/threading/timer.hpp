@@ -37,11 +37,10 @@ class Timer : public Thread {
   Timer(std::shared_ptr<Shared> shared, std::chrono::duration<Rep, Period> interval, F&& function,
         Args&&... args)
       : Thread(ThreadOptions{},
-               [shared, interval, fn = std::forward<F>(function),
-                bound = std::make_tuple(std::forward<Args>(args)...)]() mutable {
-                 if (!shared->finished.wait(interval)) {
-                   std::apply([&fn](auto&... a) { std::invoke(fn, a...); }, bound);
-                 }
+               [shared, interval,
+                call = concur::detail::bind_target(std::forward<F>(function),
+                                                   std::forward<Args>(args)...)]() mutable {
+                 if (!shared->finished.wait(interval)) call();
                  shared->finished.set();
                }),
         shared_(std::move(shared)) {}
