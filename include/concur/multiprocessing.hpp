@@ -11,6 +11,7 @@
 #include "concur/multiprocessing/lock.hpp"
 #include "concur/multiprocessing/pool_options.hpp"
 #include "concur/multiprocessing/process.hpp"
+#include "concur/multiprocessing/queue.hpp"
 #include "concur/multiprocessing/rlock.hpp"
 #include "concur/multiprocessing/semaphore.hpp"
 #include "concur/multiprocessing/shared_memory.hpp"

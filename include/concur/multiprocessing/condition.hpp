@@ -7,6 +7,7 @@
 
 #include "concur/detail/condition_api.hpp"
 #include "concur/detail/condition_queue.hpp"
+#include "concur/detail/node_pool.hpp"
 #include "concur/detail/shared_block.hpp"
 #include "concur/multiprocessing/lock.hpp"
 #include "concur/multiprocessing/rlock.hpp"
@@ -38,36 +39,13 @@ class Condition : public detail::ConditionApi<Condition> {
 
   struct Shared {
     detail::ConditionQueue<detail::Scope::kShared> queue;
-    detail::WaitNode* free_list = nullptr;  // returned nodes, linked through next
-    std::uint32_t never_used = 0;           // nodes[never_used..] were never handed out
-    detail::WaitNode nodes[kMaxWaiters];
+    detail::SharedNodePool<kMaxWaiters> nodes;
   };
 
-  // Takes a node from the pool while the lock is held; gives it back when
-  // the wait has retaken the lock.
-  class NodeHolder {
+  // The waiter's node comes from the pool in the condition's shared memory.
+  class NodeHolder : public detail::PooledNode<detail::SharedNodePool<kMaxWaiters>> {
    public:
-    explicit NodeHolder(Condition& c) : shared_(*c.shared_) {
-      if (shared_.free_list != nullptr) {
-        node_ = shared_.free_list;
-        shared_.free_list = node_->next;
-      } else if (shared_.never_used < kMaxWaiters) {
-        node_ = &shared_.nodes[shared_.never_used++];
-      } else {
-        throw std::length_error("Condition.wait(): more than kMaxWaiters threads are waiting");
-      }
-    }
-    ~NodeHolder() {
-      node_->next = shared_.free_list;
-      shared_.free_list = node_;
-    }
-    NodeHolder(const NodeHolder&) = delete;
-    NodeHolder& operator=(const NodeHolder&) = delete;
-    detail::WaitNode& node() { return *node_; }
-
-   private:
-    Shared& shared_;
-    detail::WaitNode* node_;
+    explicit NodeHolder(Condition& c) : PooledNode(c.shared_->nodes) {}
   };
 
   RLock* rlock() const { return const_cast<RLock*>(std::get_if<RLock>(&lock_)); }
