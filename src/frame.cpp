@@ -11,6 +11,7 @@
 #include <string>
 #include <system_error>
 
+#include "concur/detail/deadline.hpp"
 #include "concur/errors.hpp"
 
 namespace concur::detail {
@@ -153,9 +154,27 @@ void send_frame(int fd, std::uint64_t tag, std::span<const std::byte> payload) {
   send_all(fd, iov, payload.empty() ? 1 : 2);
 }
 
+// Tries, without blocking, for up to kSpinNs before the blocking read: a
+// peer that answers within microseconds is then seen without a sleep and a
+// wake-up in the kernel, which cost tens of microseconds here.
+constexpr std::int64_t kSpinNs = 20'000;
+
+static std::size_t recv_first(int fd, std::byte* out, std::size_t n) {
+  const std::int64_t until = Deadline::monotonic_ns() + kSpinNs;
+  do {
+    const ssize_t r = ::recv(fd, out, n, MSG_DONTWAIT);
+    if (r > 0)
+      return static_cast<std::size_t>(r) + recv_all(fd, out + r, n - static_cast<std::size_t>(r));
+    if (r == 0) return 0;
+    if (errno == ENOTSOCK) break;
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) break;
+  } while (Deadline::monotonic_ns() < until);
+  return recv_all(fd, out, n);
+}
+
 std::vector<std::byte> recv_frame(int fd, std::uint64_t expected_tag) {
   std::byte header[32];
-  const std::size_t got = recv_all(fd, header, sizeof header);
+  const std::size_t got = recv_first(fd, header, sizeof header);
   if (got == 0) throw EOFError();
   if (got < sizeof header)
     throw FrameError("recv(): the peer closed in the middle of a frame header");
