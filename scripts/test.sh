@@ -37,6 +37,17 @@ for name in $builds; do
   summary+=("$name: $passed passed, $failed failed in $((SECONDS - start)) s")
 done
 
+echo "=== fuzz"
+start=$SECONDS
+if bash scripts/fuzz.sh "${CONCUR_FUZZ_SECONDS:-60}"; then
+  summary+=("fuzz: the frame decoders ran ${CONCUR_FUZZ_SECONDS:-60} s without a finding in $((SECONDS - start)) s")
+  total_passed=$((total_passed + 1))
+else
+  summary+=("fuzz: FAILED (a finding is in build/fuzz/)")
+  total_failed=$((total_failed + 1))
+  status=1
+fi
+
 echo "=== consumer"
 if bash scripts/check_consumer.sh; then
   summary+=("consumer: find_package, add_subdirectory and pkg-config builds ran")

@@ -29,8 +29,8 @@
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <memory>
 #include <sstream>
-#include <streambuf>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -62,14 +62,62 @@ constexpr std::uint64_t type_tag() {
   return h;
 }
 
-// A read-only streambuf over bytes, for cereal's input archive.
-class SpanBuffer : public std::streambuf {
+// cereal's binary input archive, reading from memory, that refuses a
+// container or string claiming more elements than there are bytes left (plus
+// a small allowance for elements of size 0): a corrupt or hostile message can
+// then never make the receiver allocate more than about its own size.
+class BoundedInputArchive
+    : public cereal::InputArchive<BoundedInputArchive, cereal::AllowEmptyClassElision> {
  public:
-  explicit SpanBuffer(std::span<const std::byte> bytes) {
-    char* p = const_cast<char*>(reinterpret_cast<const char*>(bytes.data()));
-    setg(p, p, p + bytes.size());
+  explicit BoundedInputArchive(std::span<const std::byte> bytes)
+      : InputArchive(this), next_(bytes.data()), left_(bytes.size()) {}
+
+  void loadBinary(void* out, std::size_t size) {
+    if (size > left_) throw FrameError("recv(): the message is truncated");
+    if (size == 0) return;  // out may be null then (an empty string's data)
+    std::memcpy(out, next_, size);
+    next_ += size;
+    left_ -= size;
   }
+  std::size_t remaining() const { return left_; }
+
+ private:
+  const std::byte* next_;
+  std::size_t left_;
 };
+
+template <class T>
+  requires(std::is_arithmetic_v<T> && !std::is_same_v<T, bool>)
+void CEREAL_LOAD_FUNCTION_NAME(BoundedInputArchive& ar, T& t) {
+  ar.loadBinary(std::addressof(t), sizeof(t));
+}
+// A bool is one byte, 0 or 1; any other byte would be undefined behaviour
+// to load as a bool (found by tests/fuzz/frame_fuzz.cpp).
+inline void CEREAL_LOAD_FUNCTION_NAME(BoundedInputArchive& ar, bool& b) {
+  unsigned char byte = 0;
+  ar.loadBinary(&byte, 1);
+  if (byte > 1) throw FrameError("recv(): the message holds a bool that is neither 0 nor 1");
+  b = byte != 0;
+}
+template <class T>
+void CEREAL_SERIALIZE_FUNCTION_NAME(BoundedInputArchive& ar, cereal::NameValuePair<T>& t) {
+  ar(t.value);
+}
+template <class T>
+void CEREAL_SERIALIZE_FUNCTION_NAME(BoundedInputArchive& ar, cereal::SizeTag<T>& t) {
+  std::uint64_t n = 0;
+  ar.loadBinary(&n, sizeof n);
+  constexpr std::uint64_t kEmptyElementAllowance = std::uint64_t{1} << 20;
+  if (n > ar.remaining() + kEmptyElementAllowance) {
+    throw FrameError("recv(): the message claims " + std::to_string(n) +
+                     " elements with only " + std::to_string(ar.remaining()) + " bytes left");
+  }
+  t.size = static_cast<std::remove_reference_t<T>>(n);
+}
+template <class T>
+void CEREAL_SERIALIZE_FUNCTION_NAME(BoundedInputArchive& ar, cereal::BinaryData<T>& data) {
+  ar.loadBinary(data.data, static_cast<std::size_t>(data.size));
+}
 
 template <class T>
 std::vector<std::byte> encode(const T& value) {
@@ -103,12 +151,13 @@ T decode(std::span<const std::byte> bytes) {
   } else {
     static_assert(std::is_default_constructible_v<T>,
                   "a serialized type must be default-constructible to be received");
-    SpanBuffer buffer(bytes);
-    std::istream stream(&buffer);
     T value{};
     try {
-      cereal::BinaryInputArchive archive(stream);
+      BoundedInputArchive archive(bytes);
       archive(value);
+      if (archive.remaining() != 0) {
+        throw FrameError("recv(): the message has bytes left over after decoding");
+      }
     } catch (const cereal::Exception& e) {
       throw FrameError(std::string("recv(): the message cannot be decoded: ") + e.what());
     } catch (const std::length_error& e) {
@@ -116,11 +165,18 @@ T decode(std::span<const std::byte> bytes) {
     } catch (const std::bad_alloc&) {
       throw FrameError("recv(): the message cannot be decoded: it claims an impossible size");
     }
-    if (stream.rdbuf()->in_avail() != 0) {
-      throw FrameError("recv(): the message has bytes left over after decoding");
-    }
     return value;
   }
 }
 
 }  // namespace concur::detail
+
+// Pairs the archive with the binary output archive for cereal's checks of
+// types with separate save and load members (only this direction: the output
+// archive already pairs with cereal's own binary input archive).
+namespace cereal::traits::detail {
+template <>
+struct get_output_from_input<concur::detail::BoundedInputArchive> {
+  using type = cereal::BinaryOutputArchive;
+};
+}  // namespace cereal::traits::detail
