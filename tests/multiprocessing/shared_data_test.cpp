@@ -17,25 +17,32 @@
 #include "concur/multiprocessing/shared_memory.hpp"
 #include "concur/multiprocessing/value.hpp"
 #include "multiprocessing/fork_support.hpp"
+#include "multiprocessing/hygiene.hpp"
 
 namespace {
 
 namespace mp = concur::multiprocessing;
 using namespace concur::testing;
 
+class Value : public HygieneTest {};
+class RawValue : public HygieneTest {};
+class Array : public HygieneTest {};
+class RawArray : public HygieneTest {};
+class SharedMemory : public HygieneTest {};
+
 bool in_dev_shm(const std::string& name) {
   struct stat st {};
   return ::stat(("/dev/shm/" + name).c_str(), &st) == 0;
 }
 
-TEST(Value, HoldsItsInitialValue) {
+TEST_F(Value, HoldsItsInitialValue) {
   mp::Value<double> v(2.5);
   EXPECT_EQ(v.value(), 2.5);
   mp::Value<int> zero;
   EXPECT_EQ(zero.value(), 0);
 }
 
-TEST(Value, ChildWritesAreSeenByTheParent) {
+TEST_F(Value, ChildWritesAreSeenByTheParent) {
   mp::Value<int> v(1);
   const pid_t child = fork_child([&] {
     std::scoped_lock guard(v.get_lock());
@@ -46,7 +53,7 @@ TEST(Value, ChildWritesAreSeenByTheParent) {
   EXPECT_EQ(v.value(), 42);
 }
 
-TEST(Value, CopiesShareTheValueAndTheLock) {
+TEST_F(Value, CopiesShareTheValueAndTheLock) {
   mp::Value<int> a(3);
   mp::Value<int> b = a;
   b.value() = 4;
@@ -56,7 +63,7 @@ TEST(Value, CopiesShareTheValueAndTheLock) {
   a.get_lock().release();
 }
 
-TEST(Value, TriviallyCopyableStruct) {
+TEST_F(Value, TriviallyCopyableStruct) {
   struct Point {
     int x;
     int y;
@@ -71,7 +78,7 @@ TEST(Value, TriviallyCopyableStruct) {
   EXPECT_EQ(p.value().y, 7);
 }
 
-TEST(RawValue, SharedWithoutALock) {
+TEST_F(RawValue, SharedWithoutALock) {
   mp::RawValue<long> v(0);
   std::vector<pid_t> children;
   for (int c = 0; c < 3; ++c) {
@@ -84,13 +91,13 @@ TEST(RawValue, SharedWithoutALock) {
   EXPECT_EQ(v.value(), 3000);
 }
 
-TEST(Array, SizeConstructorZeroFills) {
+TEST_F(Array, SizeConstructorZeroFills) {
   mp::Array<int> a(100);
   EXPECT_EQ(a.size(), 100u);
   EXPECT_TRUE(std::all_of(a.begin(), a.end(), [](int x) { return x == 0; }));
 }
 
-TEST(Array, BracesMakeOneElementAsWithVector) {
+TEST_F(Array, BracesMakeOneElementAsWithVector) {
   mp::Array<int> a{8};
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0], 8);
@@ -99,7 +106,7 @@ TEST(Array, BracesMakeOneElementAsWithVector) {
   EXPECT_EQ(std::accumulate(b.begin(), b.end(), 0), 6);
 }
 
-TEST(Array, ChildrenFillSlicesTheParentReads) {
+TEST_F(Array, ChildrenFillSlicesTheParentReads) {
   mp::Array<int> a(1000);
   std::vector<pid_t> children;
   for (int c = 0; c < 4; ++c) {
@@ -112,13 +119,13 @@ TEST(Array, ChildrenFillSlicesTheParentReads) {
   for (int i = 0; i < 1000; ++i) EXPECT_EQ(a[i], i * 2);
 }
 
-TEST(Array, AtChecksBounds) {
+TEST_F(Array, AtChecksBounds) {
   mp::Array<int> a(3);
   EXPECT_NO_THROW(a.at(2));
   EXPECT_THROW(a.at(3), std::out_of_range);
 }
 
-TEST(Array, GetLockGuardsCompoundUpdates) {
+TEST_F(Array, GetLockGuardsCompoundUpdates) {
   mp::Array<long> a(1);
   std::vector<pid_t> children;
   for (int c = 0; c < 3; ++c) {
@@ -134,14 +141,14 @@ TEST(Array, GetLockGuardsCompoundUpdates) {
   EXPECT_EQ(a[0], 15000);
 }
 
-TEST(RawArray, CopiesShareElements) {
+TEST_F(RawArray, CopiesShareElements) {
   mp::RawArray<char> a(4);
   mp::RawArray<char> b = a;
   b[2] = 'x';
   EXPECT_EQ(a[2], 'x');
 }
 
-TEST(SharedMemory, CreateAttachAndUnlink) {
+TEST_F(SharedMemory, CreateAttachAndUnlink) {
   mp::SharedMemory created(4096);
   EXPECT_EQ(created.size(), 4096u);
   EXPECT_EQ(created.name().rfind("psm_", 0), 0u);
@@ -156,7 +163,7 @@ TEST(SharedMemory, CreateAttachAndUnlink) {
   created.close();
 }
 
-TEST(SharedMemory, AttachingAMissingNameIsENOENT) {
+TEST_F(SharedMemory, AttachingAMissingNameIsENOENT) {
   try {
     mp::SharedMemory missing("concur_test_no_such_block", false);
     FAIL();
@@ -165,7 +172,7 @@ TEST(SharedMemory, AttachingAMissingNameIsENOENT) {
   }
 }
 
-TEST(SharedMemory, CreatingAnExistingNameIsEEXIST) {
+TEST_F(SharedMemory, CreatingAnExistingNameIsEEXIST) {
   mp::SharedMemory first("concur_test_exists", true, 64);
   try {
     mp::SharedMemory second("concur_test_exists", true, 64);
@@ -177,13 +184,13 @@ TEST(SharedMemory, CreatingAnExistingNameIsEEXIST) {
   EXPECT_FALSE(in_dev_shm("concur_test_exists"));
 }
 
-TEST(SharedMemory, CreateWithSizeZeroIsInvalid) {
+TEST_F(SharedMemory, CreateWithSizeZeroIsInvalid) {
   EXPECT_THROW(mp::SharedMemory("concur_test_zero", true, 0), std::invalid_argument);
   EXPECT_THROW(mp::SharedMemory(std::size_t{0}), std::invalid_argument);
   EXPECT_FALSE(in_dev_shm("concur_test_zero"));
 }
 
-TEST(SharedMemory, DefaultNamesAreUnique) {
+TEST_F(SharedMemory, DefaultNamesAreUnique) {
   std::set<std::string> names;
   for (int i = 0; i < 20; ++i) {
     mp::SharedMemory s(16);
@@ -193,7 +200,7 @@ TEST(SharedMemory, DefaultNamesAreUnique) {
   EXPECT_EQ(names.size(), 20u);
 }
 
-TEST(SharedMemory, ChildWritesThroughTheName) {
+TEST_F(SharedMemory, ChildWritesThroughTheName) {
   mp::SharedMemory shm(64);
   const std::string name = shm.name();
   const pid_t child = fork_child([&] {
@@ -206,14 +213,14 @@ TEST(SharedMemory, ChildWritesThroughTheName) {
   shm.unlink();
 }
 
-TEST(SharedMemory, CloseEmptiesBuf) {
+TEST_F(SharedMemory, CloseEmptiesBuf) {
   mp::SharedMemory shm(64);
   shm.close();
   EXPECT_TRUE(shm.buf().empty());
   shm.unlink();
 }
 
-TEST(SharedMemory, UnlinkTwiceIsENOENT) {
+TEST_F(SharedMemory, UnlinkTwiceIsENOENT) {
   mp::SharedMemory shm(64);
   shm.unlink();
   try {

@@ -18,13 +18,16 @@
 #include "concur/multiprocessing/semaphore.hpp"
 #include "concur/multiprocessing/value.hpp"
 #include "multiprocessing/fork_support.hpp"
+#include "multiprocessing/hygiene.hpp"
 
 namespace {
 
 namespace mp = concur::multiprocessing;
 using namespace concur::testing;
 
-TEST(MpAcrossProcesses, LockHeldByTheParentBlocksAChild) {
+class MpAcrossProcesses : public HygieneTest {};
+
+TEST_F(MpAcrossProcesses, LockHeldByTheParentBlocksAChild) {
   mp::Lock lock;
   lock.acquire();
   const pid_t child = fork_child([&] { return lock.acquire(false) ? 1 : 0; });
@@ -38,7 +41,7 @@ TEST(MpAcrossProcesses, LockHeldByTheParentBlocksAChild) {
   EXPECT_EQ(exit_code(wait_child(again)), 0);
 }
 
-TEST(MpAcrossProcesses, ChildReleasesALockTheParentHolds) {
+TEST_F(MpAcrossProcesses, ChildReleasesALockTheParentHolds) {
   mp::Lock lock;
   lock.acquire();
   const pid_t child = fork_child([&] {
@@ -49,7 +52,7 @@ TEST(MpAcrossProcesses, ChildReleasesALockTheParentHolds) {
   EXPECT_FALSE(lock.locked());
 }
 
-TEST(MpAcrossProcesses, ValueIncrementedUnderItsLockByManyProcesses) {
+TEST_F(MpAcrossProcesses, ValueIncrementedUnderItsLockByManyProcesses) {
   mp::Value<long> counter(0);
   constexpr int kChildren = 4;
   constexpr int kIncrements = 20000;
@@ -67,7 +70,7 @@ TEST(MpAcrossProcesses, ValueIncrementedUnderItsLockByManyProcesses) {
   EXPECT_EQ(counter.value(), kChildren * kIncrements);
 }
 
-TEST(MpAcrossProcesses, RLockReleaseByAnotherProcessThrows) {
+TEST_F(MpAcrossProcesses, RLockReleaseByAnotherProcessThrows) {
   mp::RLock lock;
   lock.acquire();
   const pid_t child = fork_child([&] {
@@ -83,7 +86,7 @@ TEST(MpAcrossProcesses, RLockReleaseByAnotherProcessThrows) {
   lock.release();
 }
 
-TEST(MpAcrossProcesses, EventSetInAChildWakesTheParent) {
+TEST_F(MpAcrossProcesses, EventSetInAChildWakesTheParent) {
   mp::Event event;
   mp::Event go;
   const pid_t child = fork_child([&] {
@@ -96,7 +99,7 @@ TEST(MpAcrossProcesses, EventSetInAChildWakesTheParent) {
   EXPECT_EQ(exit_code(wait_child(child)), 0);
 }
 
-TEST(MpAcrossProcesses, SemaphorePermitsAreConserved) {
+TEST_F(MpAcrossProcesses, SemaphorePermitsAreConserved) {
   mp::Semaphore sem(2);
   mp::Value<int> inside(0);
   mp::Value<int> peak(0);
@@ -118,7 +121,7 @@ TEST(MpAcrossProcesses, SemaphorePermitsAreConserved) {
   EXPECT_EQ(sem.value(), 2);
 }
 
-TEST(MpAcrossProcesses, BoundedSemaphoreBoundHoldsInAChild) {
+TEST_F(MpAcrossProcesses, BoundedSemaphoreBoundHoldsInAChild) {
   mp::BoundedSemaphore sem(1);
   const pid_t child = fork_child([&] {
     try {
@@ -131,7 +134,7 @@ TEST(MpAcrossProcesses, BoundedSemaphoreBoundHoldsInAChild) {
   EXPECT_EQ(exit_code(wait_child(child)), 0);
 }
 
-TEST(MpAcrossProcesses, ConditionNotifyNWakesExactlyNChildren) {
+TEST_F(MpAcrossProcesses, ConditionNotifyNWakesExactlyNChildren) {
   mp::Condition cond;
   mp::Value<int> waiting(0);
   mp::Value<int> woken(0);
@@ -167,7 +170,7 @@ TEST(MpAcrossProcesses, ConditionNotifyNWakesExactlyNChildren) {
   EXPECT_EQ(woken.value(), kChildren);
 }
 
-TEST(MpAcrossProcesses, BarrierCyclesAcrossThreeProcesses) {
+TEST_F(MpAcrossProcesses, BarrierCyclesAcrossThreeProcesses) {
   constexpr int kParties = 3;
   constexpr int kCycles = 200;
   mp::Value<int> actions(0);
@@ -189,7 +192,7 @@ TEST(MpAcrossProcesses, BarrierCyclesAcrossThreeProcesses) {
   for (int v : seen) EXPECT_EQ(v, 1);
 }
 
-TEST(MpAcrossProcesses, BarrierAbortInOneProcessBreaksTheOthers) {
+TEST_F(MpAcrossProcesses, BarrierAbortInOneProcessBreaksTheOthers) {
   mp::Barrier barrier(3);
   const pid_t child = fork_child([&] {
     try {
@@ -205,7 +208,7 @@ TEST(MpAcrossProcesses, BarrierAbortInOneProcessBreaksTheOthers) {
   EXPECT_TRUE(barrier.broken());
 }
 
-TEST(MpAcrossProcesses, MemoryOutlivesTheParentsHandle) {
+TEST_F(MpAcrossProcesses, MemoryOutlivesTheParentsHandle) {
   auto* value = new mp::Value<int>(5);
   mp::Value<int> copy = *value;
   mp::Event done;
@@ -217,65 +220,6 @@ TEST(MpAcrossProcesses, MemoryOutlivesTheParentsHandle) {
   done.set();
   EXPECT_EQ(exit_code(wait_child(child)), 0);
   EXPECT_EQ(copy.value(), 5);
-}
-
-TEST(MpAcrossProcesses, KilledHolderIsTakenOverAndReportsOwnerDied) {
-  mp::Lock lock;
-  mp::Event holding;
-  const pid_t child = fork_child([&] {
-    lock.acquire();
-    holding.set();
-    ::pause();  // killed here, holding the lock
-    return 0;
-  });
-  ASSERT_TRUE(holding.wait(kTestTimeout));
-  ::kill(child, SIGKILL);
-  ASSERT_TRUE(wait_child(child).has_value());
-  EXPECT_TRUE(lock.acquire(kTestTimeout));
-  EXPECT_TRUE(lock.owner_died());
-  lock.release();
-  EXPECT_FALSE(lock.owner_died());
-  EXPECT_TRUE(lock.acquire(false));
-  EXPECT_FALSE(lock.owner_died());
-  lock.release();
-}
-
-TEST(MpAcrossProcesses, WaiterBlockedWhenTheHolderDiesIsReleased) {
-  mp::RLock lock;
-  mp::Event holding;
-  const pid_t child = fork_child([&] {
-    lock.acquire();
-    lock.acquire();
-    holding.set();
-    ::pause();
-    return 0;
-  });
-  ASSERT_TRUE(holding.wait(kTestTimeout));
-  std::atomic<bool> got{false};
-  std::thread waiter([&] {
-    got = lock.acquire(kTestTimeout);
-    if (got) {
-      EXPECT_TRUE(lock.owner_died());
-      lock.release();  // one level: the dead owner's count is not inherited
-      EXPECT_FALSE(lock.locked());
-    }
-  });
-  ::kill(child, SIGKILL);
-  waiter.join();
-  ASSERT_TRUE(wait_child(child).has_value());
-  EXPECT_TRUE(got);
-}
-
-TEST(MpAcrossProcesses, HolderThatExitsWithoutReleasingIsTakenOver) {
-  mp::Lock lock;
-  const pid_t child = fork_child([&] {
-    lock.acquire();
-    return 0;  // _exit while holding
-  });
-  ASSERT_EQ(exit_code(wait_child(child)), 0);
-  EXPECT_TRUE(lock.acquire(kTestTimeout));
-  EXPECT_TRUE(lock.owner_died());
-  lock.release();
 }
 
 }  // namespace

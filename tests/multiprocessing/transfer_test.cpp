@@ -1,5 +1,7 @@
 // The transfer layer: round trips of every kind of transferable value, and
 // undecodable bytes that must fail cleanly without allocating what they claim.
+#include "concur/multiprocessing/transfer.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -11,8 +13,6 @@
 #include <tuple>
 #include <variant>
 #include <vector>
-
-#include "concur/multiprocessing/transfer.hpp"
 
 namespace {
 
