@@ -1,41 +1,63 @@
-// Processes: fork, reaping through pidfds, names, the parent's exit, and the
-// reaper for children whose Process object is gone.
+// Processes: fork, sentinels (pidfd or pipe), reaping by pid only, names and
+// identities, the parent's exit, the reaper for children whose Process
+// object is gone, and the internal thread that forks daemon children for
+// threads other than the main thread.
 #include "concur/multiprocessing/process.hpp"
 
+#include <cxxabi.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <climits>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <system_error>
 
+#include "concur/threading/thread.hpp"
 #include "exception_text.hpp"
 
 namespace concur::detail {
 
 struct ProcessState {
-  std::function<void()> target;
-  mutable std::mutex mutex;
+  const pid_t creator = ::getpid();  // Python's _parent_pid: only this process may use it
+  std::function<void()> target;      // dropped in the parent once started, as Python
+  mutable std::mutex mutex;          // guards all below
   std::string name;
-  std::vector<int> identity;  // Python's _identity: (1,) for Process-1, (1, 2) for Process-1:2
+  std::vector<int> identity;  // Python's _identity: {1} for Process-1, {1, 2} for Process-1:2
   bool daemon = false;
+  bool starting = false;  // a start() is forking: a second one is refused
   bool started = false;
   bool closed = false;
-  pid_t pid = 0;
-  int pidfd = -1;
+  pid_t pid = 0;  // fixed once started
+  // Forked by the fork thread, which lives until this child is reaped.
+  std::atomic<bool> via_fork_thread{false};
+  int sentinel = -1;  // a pidfd or the read end of a pipe; -1 once closed
   std::optional<int> exitcode;
+};
+
+// What the fork thread needs of Process's private members.
+struct ProcessAccess {
+  [[noreturn]] static void run_child(multiprocessing::Process& p, int sentinel_write) {
+    p.run_child(sentinel_write);
+  }
 };
 
 }  // namespace concur::detail
@@ -44,63 +66,224 @@ namespace concur::multiprocessing {
 
 namespace {
 
+using concur::detail::Deadline;
 using concur::detail::ProcessState;
 
-// Status we cannot know: someone else (a waitpid(-1) elsewhere) reaped it.
+// The status of a child that code outside concur reaped first.
 constexpr int kUnknownExitcode = 255;
 
-// Per process; replaced in a child after fork, never destroyed (children
-// may still be reaped while the program exits).
+// ---------------------------------------------------------------------------
+// Per-process state. In a child of fork each structure is replaced by a new
+// one (the locks of the old one may belong to threads that do not exist
+// there); the old one is kept reachable and never freed. Nothing here is
+// ever destroyed: children may still be reaped while the program exits.
+
 struct Registry {
-  std::mutex mutex;
+  std::mutex mutex;  // guards all below; held across fork (see before_fork)
   std::vector<std::shared_ptr<ProcessState>> children;  // started, not yet reaped
-  bool exit_handler_installed = false;
-  // The reaper: a thread that waits on orphans' pidfds.
+  // Children whose Process object is gone; the reaper thread polls them.
   std::vector<std::shared_ptr<ProcessState>> orphans;
   bool reaper_running = false;
-  int reaper_wakeup = -1;           // an eventfd
-  Registry* before_fork = nullptr;  // kept reachable, never freed: see reset_in_child
+  int reaper_wakeup = -1;  // an eventfd; open while the reaper runs
+  Registry* before_fork = nullptr;
 };
-Registry* registry = new Registry;
 
 struct Identity {
+  std::mutex mutex;  // guards all below; held across fork
   std::string name = "MainProcess";
-  pid_t pid = ::getpid();
+  pid_t pid = ::getpid();  // whose identity this is; not getpid() after a raw clone
   bool daemon = false;
-  std::vector<int> numbers;
-  int counter = 0;
+  std::vector<int> numbers;  // Python's _identity of this process
+  int counter = 0;           // Python's _process_counter: the last number given
   std::optional<ProcessInfo> parent;
-  std::mutex mutex;  // guards the fields above of the current `identity`
+  const ProcessState* self = nullptr;  // in a concur child: its own Process object
+  int sentinel_write = -1;  // pipe sentinel: the write end this process holds for its parent
   Identity* before_fork = nullptr;
 };
-Identity* identity = new Identity;
 
-void reset_in_child() {
-  // Only the forking thread exists: the old locks may be held forever. Start
-  // new ones and keep the old ones reachable (they are a few bytes).
-  Registry* old = registry;
-  registry = new Registry;
-  registry->before_fork = old;
-  Identity* previous = identity;
-  identity = new Identity;
-  identity->before_fork = previous;
-  identity->name = previous->name;
-  identity->pid = ::getpid();
-  identity->numbers = previous->numbers;
-  identity->parent = ProcessInfo{previous->name, previous->pid, previous->daemon};
+// How to fork one child.
+struct ForkPlan {
+  Process* process = nullptr;
+  pid_t parent = 0;
+  bool daemon = false;
+  int pipe_read = -1;
+  int pipe_write = -1;
+  // Set when the fork thread forks for another thread: that thread's
+  // attributes, for the child.
+  bool for_caller = false;
+  sigset_t mask{};
+  bool has_affinity = false;
+  cpu_set_t affinity{};
+  char comm[17] = {};
+};
+
+struct ForkJob {
+  ForkPlan plan;
+  pid_t result = -1;
+  int error = 0;
+  bool done = false;
+};
+
+// The fork thread's queue. The thread exists while a job waits or a child
+// it forked is not yet reaped: its end would send PR_SET_PDEATHSIG.
+struct Forker {
+  std::mutex mutex;  // guards all below; held across fork
+  std::condition_variable work;
+  std::condition_variable finished;
+  std::vector<ForkJob*> jobs;
+  int live = 0;  // children it forked, not yet reaped
+  bool running = false;
+  Forker* before_fork = nullptr;
+};
+
+std::atomic<Registry*> g_registry{nullptr};
+std::atomic<Identity*> g_identity{nullptr};
+std::atomic<Forker*> g_forker{nullptr};
+std::atomic<bool> g_exit_handler{false};  // per program: fork copies the registration
+std::atomic<int> g_sentinel_mode{0};      // 0 not probed, 1 pidfd, 2 pipe
+
+void before_fork();
+void after_fork_in_parent();
+void after_fork_in_child();
+
+// Runs at static initialization (kInitialized), so that a bare fork() before
+// any use of concur still gives the child an identity of its own.
+void initialize() {
+  static const bool done = [] {
+    g_identity.store(new Identity, std::memory_order_release);
+    g_registry.store(new Registry, std::memory_order_release);
+    g_forker.store(new Forker, std::memory_order_release);
+    ::pthread_atfork(&before_fork, &after_fork_in_parent, &after_fork_in_child);
+    return true;
+  }();
+  (void)done;
 }
-[[maybe_unused]] const int kAtfork = ::pthread_atfork(nullptr, nullptr, &reset_in_child);
+
+Registry& registry() {
+  initialize();
+  return *g_registry.load(std::memory_order_acquire);
+}
+Identity& identity() {
+  initialize();
+  return *g_identity.load(std::memory_order_acquire);
+}
+Forker& forker() {
+  initialize();
+  return *g_forker.load(std::memory_order_acquire);
+}
+
+[[maybe_unused]] const bool kInitialized = [] {
+  initialize();
+  return true;
+}();
+
+// Holding the three locks across fork() gives the child consistent
+// structures. No code path holds two of them at once, or one of them (or a
+// ProcessState's) while it forks.
+void before_fork() {
+  if (Identity* i = g_identity.load(std::memory_order_acquire)) i->mutex.lock();
+  if (Registry* r = g_registry.load(std::memory_order_acquire)) r->mutex.lock();
+  if (Forker* f = g_forker.load(std::memory_order_acquire)) f->mutex.lock();
+}
+
+void after_fork_in_parent() {
+  if (Forker* f = g_forker.load(std::memory_order_acquire)) f->mutex.unlock();
+  if (Registry* r = g_registry.load(std::memory_order_acquire)) r->mutex.unlock();
+  if (Identity* i = g_identity.load(std::memory_order_acquire)) i->mutex.unlock();
+}
+
+// Only the forking thread exists now, and it holds the three locks. The
+// child gets new structures: the old ones list the parent's children, and
+// their condition variable and ProcessState locks may involve threads that
+// do not exist here.
+void after_fork_in_child() {
+  Identity* old_identity = g_identity.load(std::memory_order_acquire);
+  Registry* old_registry = g_registry.load(std::memory_order_acquire);
+  Forker* old_forker = g_forker.load(std::memory_order_acquire);
+  if (old_identity == nullptr) return;
+
+  // A thread that is gone here may have held a child's lock: the parent's
+  // Process objects stay usable in the child (name(), pid()).
+  for (const auto* list : {&old_registry->children, &old_registry->orphans}) {
+    for (const auto& s : *list) new (&s->mutex) std::mutex;
+  }
+
+  auto* fresh_identity = new Identity;
+  fresh_identity->before_fork = old_identity;
+  fresh_identity->name = old_identity->name;
+  fresh_identity->pid = ::getpid();
+  fresh_identity->daemon = old_identity->daemon;
+  fresh_identity->numbers = old_identity->numbers;
+  fresh_identity->counter = old_identity->counter;  // as Python after os.fork()
+  fresh_identity->parent = ProcessInfo{old_identity->name, old_identity->pid, old_identity->daemon};
+  // A pipe sentinel's write end is for the process it reports on only.
+  if (old_identity->sentinel_write >= 0) ::close(old_identity->sentinel_write);
+  g_identity.store(fresh_identity, std::memory_order_release);
+
+  auto* fresh_registry = new Registry;
+  fresh_registry->before_fork = old_registry;
+  g_registry.store(fresh_registry, std::memory_order_release);
+
+  auto* fresh_forker = new Forker;
+  fresh_forker->before_fork = old_forker;
+  g_forker.store(fresh_forker, std::memory_order_release);
+
+  // This thread took the old locks in before_fork: release them (nothing
+  // uses the old structures again, but a lock left held forever would
+  // confuse lock-order checkers such as TSan).
+  old_forker->mutex.unlock();
+  old_registry->mutex.unlock();
+  old_identity->mutex.unlock();
+}
+
+// ---------------------------------------------------------------------------
+// Small system helpers.
 
 int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+bool use_pidfd() {
+  int mode = g_sentinel_mode.load(std::memory_order_acquire);
+  if (mode == 0) {
+    const int fd = pidfd_open(::getpid());
+    if (fd >= 0) ::close(fd);
+    int expected = 0;
+    g_sentinel_mode.compare_exchange_strong(expected, fd >= 0 ? 1 : 2);
+    mode = g_sentinel_mode.load(std::memory_order_acquire);
+  }
+  return mode == 1;
+}
+
+pid_t gettid_now() { return static_cast<pid_t>(::syscall(SYS_gettid)); }
+
+void sleep_ns(std::int64_t ns) {
+  if (ns <= 0) return;
+  timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+  while (::nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+void flush_stdio() {
+  try {
+    std::cout.flush();
+    std::cerr.flush();
+    std::clog.flush();
+  } catch (...) {  // a stream set to throw: flushing is best effort, as in Python
+  }
+  std::fflush(nullptr);
+}
+
+// ---------------------------------------------------------------------------
+// Reaping. waitid() always names one pid: concur never reaps a child it did
+// not start. Until a child is reaped its pid cannot be reused, so kill() and
+// waitid() on it reach that child.
 
 // With s.mutex held. True once the child's exit status is known.
 bool try_reap(ProcessState& s) {
   if (s.exitcode) return true;
-  if (s.pid == 0) return false;
-  siginfo_t info{};
+  if (s.pid <= 0) return false;
   for (;;) {
-    const int rc = ::waitid(P_PID, static_cast<id_t>(s.pid), &info, WEXITED | WNOHANG);
-    if (rc == 0) {
+    siginfo_t info{};
+    if (::waitid(P_PID, static_cast<id_t>(s.pid), &info, WEXITED | WNOHANG) == 0) {
       if (info.si_pid != s.pid) return false;  // still running
       s.exitcode = info.si_code == CLD_EXITED ? info.si_status : -info.si_status;
       return true;
@@ -114,10 +297,28 @@ bool try_reap(ProcessState& s) {
   }
 }
 
-void forget(const ProcessState* s) {
-  std::scoped_lock guard(registry->mutex);
-  auto& v = registry->children;
-  v.erase(std::remove_if(v.begin(), v.end(), [s](const auto& p) { return p.get() == s; }), v.end());
+// A child forked by the fork thread is reaped: the thread may end once
+// none is left.
+void release_fork_thread(ProcessState& s) {
+  if (!s.via_fork_thread.exchange(false)) return;
+  Forker& f = forker();
+  {
+    std::scoped_lock guard(f.mutex);
+    --f.live;
+  }
+  f.work.notify_all();
+}
+
+// After a child is reaped (or closed): off the list of children.
+void forget(ProcessState* s) {
+  {
+    Registry& r = registry();
+    std::scoped_lock guard(r.mutex);
+    auto& v = r.children;
+    v.erase(std::remove_if(v.begin(), v.end(), [s](const auto& p) { return p.get() == s; }),
+            v.end());
+  }
+  release_fork_thread(*s);
 }
 
 bool reap_and_forget(const std::shared_ptr<ProcessState>& s) {
@@ -130,163 +331,351 @@ bool reap_and_forget(const std::shared_ptr<ProcessState>& s) {
   return done;
 }
 
-// Waits until the child has ended or the deadline passes.
-bool wait_reaped(const std::shared_ptr<ProcessState>& s, concur::detail::Deadline deadline) {
+// Waits until the child has ended and is reaped, or the deadline passes.
+bool wait_reaped(const std::shared_ptr<ProcessState>& s, Deadline deadline) {
+  std::int64_t backoff_ns = 100'000;
   for (;;) {
     if (reap_and_forget(s)) return true;
     if (deadline.is_never()) {
       // Sleep until the child ends without reaping it (WNOWAIT), so that
-      // several joiners and is_alive() still agree on who reaps, under the
-      // state's mutex. Faster to wake than a poll on the pidfd.
+      // whoever reaps does it under the state's lock. A signal handler's
+      // EINTR just loops. Wakes faster than a poll on the sentinel.
       siginfo_t info{};
       if (::waitid(P_PID, static_cast<id_t>(s->pid), &info, WEXITED | WNOWAIT) == 0 ||
-          errno == ECHILD) {
+          errno == EINTR || errno == ECHILD) {
         continue;
       }
     }
-    int timeout_ms = -1;
-    if (!deadline.is_never()) {
-      const std::int64_t left = deadline.remaining_ns();
-      if (left <= 0) return false;
-      timeout_ms = static_cast<int>(std::min<std::int64_t>((left + 999'999) / 1'000'000, INT_MAX));
+    const std::int64_t left = deadline.remaining_ns();
+    if (left <= 0) return false;
+    int sentinel;
+    {
+      std::scoped_lock guard(s->mutex);
+      sentinel = s->sentinel;
     }
-    pollfd p{s->pidfd, POLLIN, 0};
-    const int rc = ::poll(&p, 1, timeout_ms);
-    if (rc == 0 && !deadline.is_never() && deadline.expired()) return reap_and_forget(s);
+    const int timeout_ms =
+        deadline.is_never()
+            ? -1
+            : static_cast<int>(std::min<std::int64_t>((left + 999'999) / 1'000'000, INT_MAX));
+    pollfd p{sentinel, POLLIN, 0};
+    if (::poll(&p, 1, timeout_ms) > 0 && !reap_and_forget(s)) {
+      // Readable, yet running: a pipe sentinel whose child called exec().
+      // Look at its status with a growing pause instead.
+      sleep_ns(std::min(backoff_ns, deadline.remaining_ns()));
+      backoff_ns = std::min<std::int64_t>(backoff_ns * 2, 10'000'000);
+    }
   }
 }
 
 std::vector<std::shared_ptr<ProcessState>> children_snapshot() {
-  std::scoped_lock guard(registry->mutex);
-  return registry->children;
+  Registry& r = registry();
+  std::scoped_lock guard(r.mutex);
+  return r.children;
 }
 
-// Python's _exit_function: terminate daemon children, then join them all.
+}  // namespace
+}  // namespace concur::multiprocessing
+
+namespace concur::detail {
+// Python's threading._shutdown(), in src/thread.cpp: waits for every
+// non-daemon thread but the main one and the caller, then joins the
+// finished threads nobody joined.
+void threading_shutdown();
+}  // namespace concur::detail
+
+namespace concur::multiprocessing {
+namespace {
+
+// In a child before it ends, and at the program's exit.
+void wait_for_non_daemon_threads() { concur::detail::threading_shutdown(); }
+
+// Python's util._exit_function(): terminate the daemon children, then join
+// every child.
 void finish_children() {
   for (const auto& s : children_snapshot()) {
     std::scoped_lock guard(s->mutex);
     if (s->daemon && !try_reap(*s)) ::kill(s->pid, SIGTERM);
   }
-  for (const auto& s : children_snapshot()) wait_reaped(s, concur::detail::Deadline::never());
+  for (const auto& s : children_snapshot()) wait_reaped(s, Deadline::never());
 }
 
-void at_exit() { finish_children(); }
+// At the normal exit of a program that started children, in Python's
+// order: first the threads, then the children.
+void at_exit() {
+  wait_for_non_daemon_threads();
+  finish_children();
+}
 
 void install_exit_handler() {
-  std::scoped_lock guard(registry->mutex);
-  if (!registry->exit_handler_installed) {
-    registry->exit_handler_installed = true;
-    std::atexit(&at_exit);
-  }
+  bool expected = false;
+  if (g_exit_handler.compare_exchange_strong(expected, true)) std::atexit(&at_exit);
 }
 
-// The reaper thread: waits on every orphan's pidfd, reaps each as it ends,
-// and ends itself when none is left.
-void* reaper_main(void*) {
+// Starts a detached thread that takes none of the program's signals.
+bool start_internal_thread(void* (*body)(void*), void* arg) {
+  pthread_attr_t attr;
+  ::pthread_attr_init(&attr);
+  ::pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  sigset_t all, old;
+  ::sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  pthread_t thread;
+  const int rc = ::pthread_create(&thread, &attr, body, arg);
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  ::pthread_attr_destroy(&attr);
+  errno = rc;
+  return rc == 0;
+}
+
+// ---------------------------------------------------------------------------
+// The reaper: a thread that exists while some child runs whose Process
+// object is gone. It polls their sentinels, reaps each as it ends, closes
+// its sentinel, and ends itself when none is left. It holds a lock only for
+// a few instructions at a time, never while it polls.
+
+void* reaper_main(void* arg) {
+  Registry& r = *static_cast<Registry*>(arg);  // a fork child never runs this thread
   for (;;) {
     std::vector<std::shared_ptr<ProcessState>> orphans;
     int wakeup;
     {
-      std::scoped_lock guard(registry->mutex);
-      if (registry->orphans.empty()) {
-        registry->reaper_running = false;
-        ::close(registry->reaper_wakeup);
-        registry->reaper_wakeup = -1;
+      std::scoped_lock guard(r.mutex);
+      if (r.orphans.empty()) {
+        r.reaper_running = false;
+        ::close(r.reaper_wakeup);
+        r.reaper_wakeup = -1;
         return nullptr;
       }
-      orphans = registry->orphans;
-      wakeup = registry->reaper_wakeup;
+      orphans = r.orphans;
+      wakeup = r.reaper_wakeup;
     }
     std::vector<pollfd> fds{{wakeup, POLLIN, 0}};
-    for (const auto& s : orphans) fds.push_back({s->pidfd, POLLIN, 0});
+    for (const auto& s : orphans) {
+      std::scoped_lock guard(s->mutex);  // only the reaper closes an orphan's sentinel
+      fds.push_back({s->sentinel, POLLIN, 0});
+    }
     if (::poll(fds.data(), fds.size(), -1) < 0) continue;
     if (fds[0].revents & POLLIN) {
       eventfd_t ignored;
       ::eventfd_read(wakeup, &ignored);
     }
-    for (std::size_t i = 1; i < fds.size(); ++i) {
-      if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      const auto& s = orphans[i - 1];
-      if (!reap_and_forget(s)) continue;
+    bool exec_pending = false;
+    for (std::size_t k = 1; k < fds.size(); ++k) {
+      if (!(fds[k].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL))) continue;
+      const auto& s = orphans[k - 1];
+      if (!reap_and_forget(s)) {
+        exec_pending = true;  // a pipe sentinel whose child called exec()
+        continue;
+      }
       {
         std::scoped_lock guard(s->mutex);
-        ::close(s->pidfd);
-        s->pidfd = -1;
+        if (s->sentinel >= 0) ::close(s->sentinel);
+        s->sentinel = -1;
       }
-      std::scoped_lock guard(registry->mutex);
-      auto& v = registry->orphans;
+      std::scoped_lock guard(r.mutex);
+      auto& v = r.orphans;
       v.erase(std::remove(v.begin(), v.end(), s), v.end());
     }
+    if (exec_pending) sleep_ns(10'000'000);
   }
 }
 
 void adopt_orphan(std::shared_ptr<ProcessState> s) {
-  std::scoped_lock guard(registry->mutex);
-  registry->orphans.push_back(std::move(s));
-  if (registry->reaper_wakeup < 0) registry->reaper_wakeup = ::eventfd(0, EFD_CLOEXEC);
-  if (registry->reaper_running) {
-    ::eventfd_write(registry->reaper_wakeup, 1);
+  Registry& r = registry();
+  std::scoped_lock guard(r.mutex);
+  r.orphans.push_back(std::move(s));
+  if (r.reaper_running) {
+    ::eventfd_write(r.reaper_wakeup, 1);
     return;
   }
-  pthread_attr_t attr;
-  ::pthread_attr_init(&attr);
-  ::pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  pthread_t thread;
-  if (::pthread_create(&thread, &attr, &reaper_main, nullptr) == 0) registry->reaper_running = true;
-  ::pthread_attr_destroy(&attr);
+  r.reaper_wakeup = ::eventfd(0, EFD_CLOEXEC);
+  if (r.reaper_wakeup >= 0) {
+    r.reaper_running = start_internal_thread(&reaper_main, &r);
+    if (r.reaper_running) return;
+    ::close(r.reaper_wakeup);
+    r.reaper_wakeup = -1;
+  }
+  // No thread: the orphan is still in the children list, reaped by the next
+  // start(), active_children() or the exit handler.
+  r.orphans.pop_back();
 }
+
+// ---------------------------------------------------------------------------
+// Fork: on the calling thread, or on the fork thread for a daemon child
+// started by a thread that may end before it (PR_SET_PDEATHSIG fires when
+// the forking *thread* ends).
+
+// In the parent returns the pid, or -1 with errno set; the child never
+// returns.
+pid_t fork_now(const ForkPlan& plan) {
+  flush_stdio();
+  const pid_t pid = ::fork();
+  if (pid != 0) return pid;
+  if (plan.for_caller) {
+    if (plan.has_affinity) ::sched_setaffinity(0, sizeof plan.affinity, &plan.affinity);
+    ::prctl(PR_SET_NAME, plan.comm, 0, 0, 0);
+  }
+  if (plan.daemon) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    // The parent may have died before prctl: we were re-parented already.
+    if (::getppid() != plan.parent) ::_exit(1);
+  }
+  // The fork thread takes no signals; the child takes the caller's.
+  if (plan.for_caller) ::pthread_sigmask(SIG_SETMASK, &plan.mask, nullptr);
+  if (plan.pipe_read >= 0) ::close(plan.pipe_read);
+  concur::detail::ProcessAccess::run_child(*plan.process, plan.pipe_write);
+}
+
+void* forker_main(void* arg) {
+  Forker& f = *static_cast<Forker*>(arg);  // a fork child never runs this thread
+  for (;;) {
+    ForkJob* job;
+    {
+      std::unique_lock guard(f.mutex);
+      f.work.wait(guard, [&] { return !f.jobs.empty() || f.live == 0; });
+      if (f.jobs.empty()) {
+        f.running = false;  // every child it forked is reaped
+        return nullptr;
+      }
+      job = f.jobs.front();
+      f.jobs.erase(f.jobs.begin());
+    }
+    const pid_t pid = fork_now(job->plan);  // holds no lock
+    const int error = errno;
+    {
+      std::scoped_lock guard(f.mutex);
+      job->result = pid;
+      job->error = error;
+      job->done = true;
+      if (pid > 0) ++f.live;
+    }
+    f.finished.notify_all();
+  }
+}
+
+pid_t fork_on_fork_thread(ForkPlan plan) {
+  plan.for_caller = true;
+  ::pthread_sigmask(SIG_SETMASK, nullptr, &plan.mask);
+  plan.has_affinity = ::sched_getaffinity(0, sizeof plan.affinity, &plan.affinity) == 0;
+  ::prctl(PR_GET_NAME, plan.comm, 0, 0, 0);
+  Forker& f = forker();
+  ForkJob job{plan};
+  std::unique_lock guard(f.mutex);
+  if (!f.running) {
+    if (!start_internal_thread(&forker_main, &f)) return -1;
+    f.running = true;
+  }
+  f.jobs.push_back(&job);
+  f.work.notify_one();
+  f.finished.wait(guard, [&] { return job.done; });
+  errno = job.error;
+  return job.result;
+}
+
+// ---------------------------------------------------------------------------
+// Checks and names.
 
 void require_open(const ProcessState& s, const char* call) {
   if (s.closed) {
-    throw std::invalid_argument(std::string(call) + ": the process object is closed");
+    throw std::invalid_argument(std::string(call) +
+                                ": the process object is closed; make a new Process");
   }
 }
 
-std::string default_name(std::vector<int>& numbers_out) {
-  std::scoped_lock guard(identity->mutex);
-  numbers_out = identity->numbers;
-  numbers_out.push_back(++identity->counter);
+void require_creator(const ProcessState& s, const char* call, const char* what) {
+  if (s.creator != ::getpid()) {
+    throw std::logic_error(std::string(call) + ": " + what +
+                           "; only the process that created the Process object may do this");
+  }
+}
+
+// True in a concur child for its own Process object.
+bool is_self(const ProcessState& s) {
+  Identity& i = identity();
+  std::scoped_lock guard(i.mutex);
+  return i.self == &s && i.pid == ::getpid();
+}
+
+std::string default_name(std::vector<int>& numbers_out, bool& daemon_out) {
+  Identity& i = identity();
+  std::scoped_lock guard(i.mutex);
+  numbers_out = i.numbers;
+  numbers_out.push_back(++i.counter);
+  daemon_out = i.daemon;
   std::string name = "Process-";
-  for (std::size_t i = 0; i < numbers_out.size(); ++i) {
-    if (i) name += ':';
-    name += std::to_string(numbers_out[i]);
+  for (std::size_t k = 0; k < numbers_out.size(); ++k) {
+    if (k) name += ':';
+    name += std::to_string(numbers_out[k]);
   }
   return name;
 }
 
-void flush_stdio() {
-  std::cout.flush();
-  std::cerr.flush();
-  std::clog.flush();
-  std::fflush(nullptr);
+// The end of a concur child: no SIGPIPE from a last flush into a closed
+// pipe (Python ignores SIGPIPE), then _exit.
+[[noreturn]] void end_child(int code) {
+  sigset_t pipe_only;
+  ::sigemptyset(&pipe_only);
+  ::sigaddset(&pipe_only, SIGPIPE);
+  ::pthread_sigmask(SIG_BLOCK, &pipe_only, nullptr);
+  flush_stdio();
+  ::_exit(code);
+}
+
+// exit(N) in a concur child ends it as the end of run() does, with code N,
+// before the handlers the parent registered can run.
+[[maybe_unused]] void child_on_exit(int status, void*) {
+  {
+    Identity& i = identity();
+    std::scoped_lock guard(i.mutex);
+    if (i.self == nullptr || i.pid != ::getpid()) return;  // a bare fork of the child
+  }
+  finish_children();
+  wait_for_non_daemon_threads();
+  end_child(status);
 }
 
 }  // namespace
 
-Process::Process() : Process(ProcessOptions{}, std::function<void()>{}) {}
+}  // namespace concur::multiprocessing
 
-Process::Process(ProcessOptions options, std::function<void()> target)
+void concur::detail::set_sentinel_mode_for_testing(int mode) {
+  concur::multiprocessing::g_sentinel_mode.store(mode, std::memory_order_release);
+}
+
+namespace concur::multiprocessing {
+
+// ---------------------------------------------------------------------------
+// Process.
+
+Process::Process() : Process(ProcessOptions{}, std::function<void()>{}, kInheritDaemon) {}
+
+Process::Process(ProcessOptions options, std::function<void()> target, DaemonSource source)
     : state_(std::make_shared<ProcessState>()) {
+  bool inherited = false;
+  std::string name = default_name(state_->identity, inherited);  // Python counts every Process
   state_->target = std::move(target);
-  std::string name = default_name(state_->identity);  // Python counts every Process
   state_->name = options.name.empty() ? std::move(name) : std::move(options.name);
-  state_->daemon = options.daemon;
+  state_->daemon = source == kInheritDaemon ? inherited : options.daemon;
 }
 
 Process::~Process() {
   ProcessState& s = *state_;
-  std::unique_lock guard(s.mutex);
-  if (!s.started || s.closed) return;
-  if (try_reap(s)) {
-    guard.unlock();
-    forget(&s);
-    guard.lock();
-    if (s.pidfd >= 0) ::close(s.pidfd);
-    s.pidfd = -1;
-    return;
+  if (s.creator != ::getpid()) return;  // the parent's object, copied into a child
+  bool reaped;
+  {
+    std::scoped_lock guard(s.mutex);
+    if (!s.started || s.closed) return;
+    reaped = try_reap(s);
+    if (reaped && s.sentinel >= 0) {
+      ::close(s.sentinel);
+      s.sentinel = -1;
+    }
   }
-  guard.unlock();
-  adopt_orphan(state_);  // runs on; reaped when it ends
+  if (reaped) {
+    forget(&s);
+  } else {
+    adopt_orphan(state_);  // runs on; reaped when it ends
+  }
 }
 
 void Process::run() {
@@ -294,149 +683,282 @@ void Process::run() {
 }
 
 void Process::start() {
-  {
-    std::scoped_lock guard(state_->mutex);
-    require_open(*state_, "Process.start()");
-    if (state_->started) {
+  ProcessState& s = *state_;
+  const auto require_unstarted = [&s] {
+    require_open(s, "Process.start()");
+    if (s.started || s.starting) {
       throw std::logic_error("Process.start(): cannot start a process twice; make a new Process");
     }
-  }
+  };
   {
-    std::scoped_lock guard(identity->mutex);
-    if (identity->daemon) {
+    std::scoped_lock guard(s.mutex);
+    require_unstarted();
+  }
+  require_creator(s, "Process.start()",
+                  "can only start a process object created by the current process");
+  {
+    Identity& i = identity();
+    std::scoped_lock guard(i.mutex);
+    if (i.daemon) {
       throw std::logic_error(
           "Process.start(): daemonic processes are not allowed to have children");
     }
   }
-  // Reap what has finished, as Python's start() does.
-  for (const auto& s : children_snapshot()) reap_and_forget(s);
+  bool daemon;
+  {
+    std::scoped_lock guard(s.mutex);
+    require_unstarted();  // again: another thread may have started it meanwhile
+    s.starting = true;
+    daemon = s.daemon;
+  }
+  struct Unclaim {
+    ProcessState& s;
+    bool armed = true;
+    ~Unclaim() {
+      if (!armed) return;
+      std::scoped_lock guard(s.mutex);
+      s.starting = false;
+    }
+  } unclaim{s};
+
+  // Reap what has ended, as Python's start() does (_cleanup).
+  for (const auto& c : children_snapshot()) reap_and_forget(c);
   install_exit_handler();
 
-  const pid_t parent = ::getpid();
-  flush_stdio();
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    throw std::system_error(errno, std::generic_category(), "Process.start(): fork failed");
-  }
-  if (pid == 0) {
-    if (state_->daemon) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      // The parent may have died before prctl: then we were re-parented.
-      if (::getppid() != parent) ::_exit(1);
+  ForkPlan plan;
+  plan.process = this;
+  plan.parent = ::getpid();
+  plan.daemon = daemon;
+  const bool pidfd = use_pidfd();
+  if (!pidfd) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) {
+      throw std::system_error(errno, std::generic_category(),
+                              "Process.start(): cannot make the sentinel pipe");
     }
-    run_child();
+    plan.pipe_read = fds[0];
+    plan.pipe_write = fds[1];
   }
-  const int pidfd = pidfd_open(pid);
-  if (pidfd < 0) {
+
+  const bool via_fork_thread = daemon && gettid_now() != ::getpid();
+  const pid_t pid = via_fork_thread ? fork_on_fork_thread(plan) : fork_now(plan);
+  if (pid < 0) {
     const int err = errno;
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    throw std::system_error(err, std::generic_category(), "Process.start(): pidfd_open failed");
+    if (!pidfd) {
+      ::close(plan.pipe_read);
+      ::close(plan.pipe_write);
+    }
+    throw std::system_error(err, std::generic_category(), "Process.start(): fork failed");
   }
+  s.via_fork_thread = via_fork_thread;
+
+  int sentinel = plan.pipe_read;
+  std::optional<int> exitcode;
+  if (pidfd) {
+    sentinel = pidfd_open(pid);
+    if (sentinel < 0 && errno == ESRCH) {
+      // Already reaped by code outside concur: its status is lost.
+      exitcode = kUnknownExitcode;
+      sentinel = ::eventfd(1, EFD_CLOEXEC);  // readable, as a sentinel of an ended child
+    }
+    if (sentinel < 0) {
+      const int err = errno;
+      ::kill(pid, SIGKILL);
+      siginfo_t info{};
+      while (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED) != 0 && errno == EINTR) {
+      }
+      release_fork_thread(s);
+      throw std::system_error(err, std::generic_category(),
+                              "Process.start(): cannot open a pidfd for the child");
+    }
+  } else {
+    ::close(plan.pipe_write);
+  }
+
+  std::function<void()> dropped;
   {
-    std::scoped_lock guard(state_->mutex);
-    state_->started = true;
-    state_->pid = pid;
-    state_->pidfd = pidfd;
+    std::scoped_lock guard(s.mutex);
+    s.started = true;
+    s.starting = false;
+    s.pid = pid;
+    s.sentinel = sentinel;
+    s.exitcode = exitcode;
+    dropped = std::move(s.target);  // Python's start() deletes _target and _args
+    s.target = nullptr;
   }
-  std::scoped_lock guard(registry->mutex);
-  registry->children.push_back(state_);
+  unclaim.armed = false;
+  if (exitcode) {
+    release_fork_thread(s);
+  } else {
+    Registry& r = registry();
+    std::scoped_lock guard(r.mutex);
+    r.children.push_back(state_);
+  }
 }
 
-void Process::run_child() {
+void Process::run_child(int sentinel_write) {
+  ProcessState& s = *state_;
+  // Another thread of the parent may have held this lock during fork.
+  new (&s.mutex) std::mutex;
+  std::string name;
   {
-    std::scoped_lock guard(identity->mutex);
-    identity->name = state_->name;
-    identity->daemon = state_->daemon;
-    identity->numbers = state_->identity;
-    identity->counter = 0;
+    std::scoped_lock guard(s.mutex);
+    name = s.name;
+    Identity& i = identity();  // the child's own (after_fork_in_child)
+    std::scoped_lock id_guard(i.mutex);
+    i.name = s.name;
+    i.daemon = s.daemon;
+    i.numbers = s.identity;
+    i.counter = 0;
+    i.self = &s;
+    i.sentinel_write = sentinel_write;
   }
+#ifdef __GLIBC__
+  ::on_exit(&child_on_exit, nullptr);
+#endif
   int code = 0;
+  std::exception_ptr error;
   try {
     run();
+  } catch (abi::__forced_unwind&) {
+    throw;  // pthread_exit() in the target: let the thread end
   } catch (...) {
-    const std::string text = "Process " + state_->name + ":\n" +
-                             concur::detail::describe_exception(std::current_exception()) + "\n";
-    std::fwrite(text.data(), 1, text.size(), stderr);
+    error = std::current_exception();
     code = 1;
   }
+  // Python's _bootstrap: _exit_function() first, then the traceback, then
+  // threading._shutdown().
   try {
     finish_children();
   } catch (...) {
   }
-  flush_stdio();
-  ::_exit(code);
+  if (error) {
+    {
+      std::scoped_lock guard(s.mutex);
+      name = s.name;
+    }
+    std::string text = "Process " + name + ":\n";
+    try {
+      text += concur::detail::describe_exception(error) + "\n";
+    } catch (...) {
+      text += "unknown exception\n";
+    }
+    std::fwrite(text.data(), 1, text.size(), stderr);
+    std::fflush(stderr);
+  }
+  wait_for_non_daemon_threads();
+  end_child(code);
 }
 
-void Process::join() { join_until(concur::detail::Deadline::never()); }
+void Process::join() { (void)join_until(Deadline::never()); }
 
-bool Process::join_until(concur::detail::Deadline deadline) {
+bool Process::join_until(Deadline deadline) {
+  ProcessState& s = *state_;
   {
-    std::scoped_lock guard(state_->mutex);
-    require_open(*state_, "Process.join()");
-    if (!state_->started) {
+    std::scoped_lock guard(s.mutex);
+    require_open(s, "Process.join()");
+  }
+  require_creator(s, "Process.join()", "can only join a child process");
+  {
+    std::scoped_lock guard(s.mutex);
+    if (!s.started) {
       throw std::logic_error("Process.join(): can only join a started process; call start() first");
     }
   }
-  if (state_->pid == ::getpid())
-    throw std::logic_error("Process.join(): a process cannot join itself");
   return wait_reaped(state_, deadline);
 }
 
 bool Process::is_alive() {
-  std::scoped_lock guard(state_->mutex);
-  require_open(*state_, "Process.is_alive()");
-  if (!state_->started) return false;
-  if (state_->pid == ::getpid()) return true;
-  return !try_reap(*state_);
+  ProcessState& s = *state_;
+  {
+    std::scoped_lock guard(s.mutex);
+    require_open(s, "Process.is_alive()");
+  }
+  if (is_self(s)) return true;
+  require_creator(s, "Process.is_alive()", "can only test a child process");
+  {
+    std::scoped_lock guard(s.mutex);
+    if (!s.started) return false;
+  }
+  return !reap_and_forget(state_);
 }
 
 std::optional<int> Process::exitcode() {
-  std::scoped_lock guard(state_->mutex);
-  require_open(*state_, "Process.exitcode()");
-  if (!state_->started) return std::nullopt;
-  try_reap(*state_);
-  return state_->exitcode;
+  ProcessState& s = *state_;
+  if (is_self(s)) return std::nullopt;
+  {
+    std::scoped_lock guard(s.mutex);
+    if (s.closed || !s.started) return std::nullopt;  // Python: None once closed
+    if (s.creator != ::getpid()) return s.exitcode;   // not ours to reap here
+  }
+  reap_and_forget(state_);
+  std::scoped_lock guard(s.mutex);
+  return s.exitcode;
 }
 
 std::optional<pid_t> Process::pid() const {
-  std::scoped_lock guard(state_->mutex);
-  if (!state_->started) return std::nullopt;
-  return state_->pid;
+  ProcessState& s = *state_;
+  {
+    std::scoped_lock guard(s.mutex);
+    require_open(s, "Process.pid()");
+  }
+  if (is_self(s)) return ::getpid();
+  std::scoped_lock guard(s.mutex);
+  if (!s.started) return std::nullopt;
+  return s.pid;
 }
 
-void Process::send(int signal) {
-  std::scoped_lock guard(state_->mutex);
-  require_open(*state_, "Process.terminate()");
-  // Until reaped the pid cannot be reused, so this reaches our child.
-  if (state_->started && !try_reap(*state_)) ::kill(state_->pid, signal);
+void Process::send(int signal, const char* call) {
+  ProcessState& s = *state_;
+  {
+    std::scoped_lock guard(s.mutex);
+    require_open(s, call);
+    if (!s.started) {
+      throw std::logic_error(std::string(call) + ": the process has not been started");
+    }
+  }
+  require_creator(s, call, "can only signal a child process");
+  bool reaped;
+  {
+    std::scoped_lock guard(s.mutex);
+    reaped = try_reap(s);
+    if (!reaped) ::kill(s.pid, signal);  // unreaped: the pid is still this child's
+  }
+  if (reaped) forget(&s);
 }
 
-void Process::terminate() { send(SIGTERM); }
-void Process::kill() { send(SIGKILL); }
+void Process::terminate() { send(SIGTERM, "Process.terminate()"); }
+void Process::kill() { send(SIGKILL, "Process.kill()"); }
 
 void Process::close() {
+  ProcessState& s = *state_;
+  std::function<void()> dropped;
   {
-    std::scoped_lock guard(state_->mutex);
-    if (state_->closed) return;
-    if (state_->started && !try_reap(*state_)) {
-      throw std::logic_error(
-          "Process.close(): the process is still running; join() or terminate() it first");
+    std::scoped_lock guard(s.mutex);
+    if (s.closed) return;
+    if (s.starting || (s.started && (s.creator != ::getpid() ? !s.exitcode : !try_reap(s)))) {
+      throw std::invalid_argument(
+          "Process.close(): cannot close a process while it is still running; join() or "
+          "terminate() it first");
     }
-    if (state_->pidfd >= 0) ::close(state_->pidfd);
-    state_->pidfd = -1;
-    state_->closed = true;
-    state_->target = nullptr;
+    if (s.sentinel >= 0) ::close(s.sentinel);
+    s.sentinel = -1;
+    s.closed = true;
+    dropped = std::move(s.target);
+    s.target = nullptr;
   }
-  forget(state_.get());
+  forget(&s);
 }
 
 int Process::sentinel() const {
-  std::scoped_lock guard(state_->mutex);
-  require_open(*state_, "Process.sentinel()");
-  if (!state_->started)
-    throw std::invalid_argument("Process.sentinel(): the process is not started");
-  return state_->pidfd;
+  ProcessState& s = *state_;
+  std::scoped_lock guard(s.mutex);
+  require_open(s, "Process.sentinel()");
+  if (!s.started) {
+    throw std::invalid_argument(
+        "Process.sentinel(): the process is not started; call start() first");
+  }
+  return s.sentinel;
 }
 
 const std::string& Process::name() const {
@@ -456,13 +978,14 @@ bool Process::daemon() const {
 
 void Process::set_daemon(bool daemon) {
   std::scoped_lock guard(state_->mutex);
-  require_open(*state_, "Process.set_daemon()");
-  if (state_->started) {
-    throw std::logic_error(
-        "Process.set_daemon(): cannot change the daemon flag of a started process");
+  if (state_->started || state_->starting) {
+    throw std::logic_error("Process.set_daemon(): the process has already started");
   }
   state_->daemon = daemon;
 }
+
+// ---------------------------------------------------------------------------
+// Module functions.
 
 std::vector<ProcessInfo> active_children() {
   std::vector<ProcessInfo> out;
@@ -475,13 +998,18 @@ std::vector<ProcessInfo> active_children() {
 }
 
 ProcessInfo current_process() {
-  std::scoped_lock guard(identity->mutex);
-  return ProcessInfo{identity->name, ::getpid(), identity->daemon};
+  Identity& i = identity();
+  std::scoped_lock guard(i.mutex);
+  return ProcessInfo{i.name, ::getpid(), i.daemon};
 }
 
 std::optional<ProcessInfo> parent_process() {
-  std::scoped_lock guard(identity->mutex);
-  return identity->parent;
+  Identity& i = identity();
+  std::scoped_lock guard(i.mutex);
+  // A raw clone that ran no fork handler: the identity is the forking
+  // process's.
+  if (i.pid != ::getpid()) return ProcessInfo{i.name, i.pid, i.daemon};
+  return i.parent;
 }
 
 }  // namespace concur::multiprocessing

@@ -1,9 +1,10 @@
 // Threads: start, join, names, the registry behind enumerate(), the
-// excepthook, and the wait for non-daemon threads at exit.
+// excepthook, the wait for non-daemon threads at exit, and fork.
 #include "concur/threading/thread.hpp"
 
 #include <pthread.h>
 #include <sys/syscall.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,26 +13,44 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <system_error>
-#include <typeinfo>
 
 #include "concur/threading/event.hpp"
 #include "exception_text.hpp"
 
 namespace concur::detail {
 
+// What a Thread object and its OS thread share. The object, the thread (for
+// as long as its thread_local objects live) and the registry each hold a
+// reference, so either side may go first.
 struct ThreadState {
+  // The OS thread, as far as reaping it is concerned.
+  enum OsThread : int {
+    kNone,      // not started, or not a thread concur started (main, dummies)
+    kJoinable,  // started joinable; nobody has joined or detached it yet
+    kReaping,   // one caller is in pthread_join; the others wait on `reaped`
+    kGone,      // joined or detached
+  };
+
   std::function<void()> target;
-  mutable std::mutex mutex;  // guards name and the os-thread hand-over below
+  mutable std::mutex mutex;  // guards name, daemon, and start() against set_daemon()
   std::string name;
   bool daemon = false;
-  bool started = false;
-  std::uint64_t ident = 0;     // written before `running` is set
-  std::int64_t native_id = 0;  // likewise
-  threading::Event running;
-  threading::Event released;  // the Thread object is no longer touched by the thread
-  threading::Event finished;
+  bool dummy = false;                // a thread concur did not start
+  std::atomic<bool> started{false};  // start() was called (and did not fail)
+  // Written by the new thread before `running` is set, fixed afterwards
+  // (except in a child of fork, where only one thread is left).
+  std::uint64_t ident = 0;
+  std::int64_t native_id = 0;
+  pthread_t handle{};
+  pid_t owner = 0;  // the process `handle` belongs to; a fork child must not join it
+  std::atomic<int> os_thread{kNone};
+  threading::Event running;   // the thread runs: ident and native_id are set
+  threading::Event released;  // the thread no longer touches the Thread object
+  threading::Event finished;  // run() returned and the excepthook is done
+  threading::Event reaped;    // os_thread left kReaping
 };
 
 }  // namespace concur::detail
@@ -43,90 +62,158 @@ namespace {
 using concur::detail::ThreadState;
 
 // concur's global state is never destroyed: daemon threads may use it while
-// the program exits.
+// the program exits, and it exists before any static constructor asks.
 struct Registry {
-  std::mutex mutex;
+  std::mutex mutex;  // guards all below; fork() holds it across (see before_fork)
   std::vector<std::shared_ptr<ThreadState>> alive;
+  // Started joinable and neither joined nor detached yet: the exit handler
+  // reaps those that finished, whose Thread objects nobody destroyed.
+  std::vector<std::shared_ptr<ThreadState>> unreaped;
   std::shared_ptr<ThreadState> main;
   ExceptHook hook;
   bool exit_handler_installed = false;
-  Registry* before_fork = nullptr;  // kept reachable, never freed: see reset_in_child
 };
-Registry* registry = new Registry;
 
-std::atomic<unsigned> name_counter{0};
+std::atomic<Registry*> g_registry{nullptr};
 
-thread_local ThreadState* t_current = nullptr;
+void before_fork();
+void after_fork_in_parent();
+void after_fork_in_child();
+
+Registry& registry() {
+  static Registry* const r = [] {
+    auto* created = new Registry;
+    g_registry.store(created, std::memory_order_release);
+    ::pthread_atfork(&before_fork, &after_fork_in_parent, &after_fork_in_child);
+    return created;
+  }();
+  return *r;
+}
+
+// Default names count from 1 per kind, and only when no name is given.
+std::atomic<unsigned> thread_counter{0};
+std::atomic<unsigned> dummy_counter{0};
+
+std::string new_name(const char* prefix, std::atomic<unsigned>& counter) {
+  return prefix + std::to_string(counter.fetch_add(1, std::memory_order_relaxed) + 1);
+}
 
 std::int64_t gettid_now() { return static_cast<std::int64_t>(::syscall(SYS_gettid)); }
 std::uint64_t ident_now() { return static_cast<std::uint64_t>(::pthread_self()); }
 
-std::string new_name(const char* prefix) {
-  return prefix + std::to_string(name_counter.fetch_add(1, std::memory_order_relaxed) + 1);
-}
+// The calling thread's state. It lives as long as the thread's thread_local
+// objects, so current_thread() and the self-join check also work in the
+// destructors of thread_local objects the target created.
+struct CurrentEntry {
+  std::shared_ptr<ThreadState> state;
+  bool registered = false;  // a dummy this entry added to the registry
+  ~CurrentEntry();
+};
+thread_local CurrentEntry t_entry;
+thread_local ThreadState* t_current = nullptr;  // t_entry.state.get(), without touching t_entry
+thread_local bool t_exiting = false;            // t_entry is destroyed
 
 ThreadInfo info_of(const ThreadState& s) {
   std::scoped_lock guard(s.mutex);
   return ThreadInfo{s.name, s.ident, s.native_id, s.daemon};
 }
 
-void add_alive(const std::shared_ptr<ThreadState>& s) {
-  std::scoped_lock guard(registry->mutex);
-  registry->alive.push_back(s);
+std::string name_of(const ThreadState& s) {
+  std::scoped_lock guard(s.mutex);
+  return s.name;
 }
-void remove_alive(const ThreadState* s) {
-  std::scoped_lock guard(registry->mutex);
-  auto& v = registry->alive;
+
+void erase_state(std::vector<std::shared_ptr<ThreadState>>& v, const ThreadState* s) {
   v.erase(std::remove_if(v.begin(), v.end(), [s](const auto& p) { return p.get() == s; }), v.end());
 }
 
-// The main thread: the one whose kernel id is the process id. In a child of
-// fork, that is the thread that forked, as in Python.
-std::shared_ptr<ThreadState> main_state() {
-  std::scoped_lock guard(registry->mutex);
-  if (!registry->main) {
-    auto s = std::make_shared<ThreadState>();
-    s->name = "MainThread";
-    s->daemon = false;
-    s->started = true;
-    s->native_id = ::getpid();
-    if (gettid_now() == ::getpid()) s->ident = ident_now();
-    s->running.set();
-    registry->main = s;
-    registry->alive.insert(registry->alive.begin(), s);
-  }
-  return registry->main;
+void add_alive(const std::shared_ptr<ThreadState>& s, bool joinable) {
+  Registry& r = registry();
+  std::scoped_lock guard(r.mutex);
+  r.alive.push_back(s);
+  if (joinable) r.unreaped.push_back(s);
 }
 
-// A thread concur did not start gets a Dummy entry on first look, removed
-// when that thread ends.
-struct DummyEntry {
-  std::shared_ptr<ThreadState> state;
-  ~DummyEntry() {
-    if (state) remove_alive(state.get());
-  }
-};
-thread_local DummyEntry t_dummy;
+void remove_alive(const ThreadState* s) {
+  Registry& r = registry();
+  std::scoped_lock guard(r.mutex);
+  erase_state(r.alive, s);
+}
 
-ThreadState* current_state() {
-  if (t_current != nullptr) return t_current;
-  if (gettid_now() == ::getpid()) {
-    auto s = main_state();
-    if (s->ident == 0) s->ident = ident_now();
-    t_current = s.get();
-    return t_current;
-  }
+void remove_unreaped(const ThreadState* s) {
+  Registry& r = registry();
+  std::scoped_lock guard(r.mutex);
+  erase_state(r.unreaped, s);
+}
+
+CurrentEntry::~CurrentEntry() {
+  if (registered) remove_alive(state.get());
+  t_current = nullptr;
+  t_exiting = true;
+}
+
+std::shared_ptr<ThreadState> make_main_state() {
   auto s = std::make_shared<ThreadState>();
-  s->name = new_name("Dummy-");
+  s->name = "MainThread";
+  s->started.store(true, std::memory_order_relaxed);
+  s->native_id = ::getpid();
+  if (gettid_now() == ::getpid()) s->ident = ident_now();
+  s->running.set();
+  return s;
+}
+
+// The main thread: the one whose kernel id is the process id. In a child of
+// fork, the forking thread (see after_fork_in_child).
+std::shared_ptr<ThreadState> main_state() {
+  Registry& r = registry();
+  std::scoped_lock guard(r.mutex);
+  if (!r.main) {
+    r.main = make_main_state();
+    r.alive.insert(r.alive.begin(), r.main);
+  }
+  return r.main;
+}
+
+std::shared_ptr<ThreadState> make_dummy() {
+  auto s = std::make_shared<ThreadState>();
+  s->name = new_name("Dummy-", dummy_counter);
   s->daemon = true;
-  s->started = true;
+  s->dummy = true;
+  s->started.store(true, std::memory_order_relaxed);
   s->ident = ident_now();
   s->native_id = gettid_now();
   s->running.set();
-  add_alive(s);
-  t_dummy.state = s;
-  t_current = s.get();
-  return t_current;
+  return s;
+}
+
+std::shared_ptr<ThreadState> current_state() {
+  if (t_exiting) {
+    // A thread_local destructor running after concur let go of this
+    // thread: report it, but register nothing that would outlive it.
+    return gettid_now() == ::getpid() ? main_state() : make_dummy();
+  }
+  CurrentEntry& e = t_entry;
+  if (e.state) return e.state;
+  if (gettid_now() == ::getpid()) {
+    e.state = main_state();
+    std::scoped_lock guard(e.state->mutex);
+    // The main state may have been made by another thread, before this one
+    // could say who it is.
+    if (e.state->ident == 0) e.state->ident = ident_now();
+  } else {
+    // A thread concur did not start: a Dummy, listed until the thread ends.
+    e.state = make_dummy();
+    add_alive(e.state, false);
+    e.registered = true;
+  }
+  t_current = e.state.get();
+  return e.state;
+}
+
+bool current_daemon() {
+  const auto s = current_state();
+  std::scoped_lock guard(s->mutex);
+  return s->daemon;
 }
 
 void print_exception(const std::string& thread_name, const std::exception_ptr& e) {
@@ -136,11 +223,13 @@ void print_exception(const std::string& thread_name, const std::exception_ptr& e
   std::fflush(stderr);
 }
 
+// Python's threading.excepthook call, in the thread that failed.
 void report(const std::string& thread_name, std::exception_ptr e) {
   ExceptHook hook;
   {
-    std::scoped_lock guard(registry->mutex);
-    hook = registry->hook;
+    Registry& r = registry();
+    std::scoped_lock guard(r.mutex);
+    hook = r.hook;
   }
   if (!hook) {
     print_exception(thread_name, e);
@@ -153,52 +242,130 @@ void report(const std::string& thread_name, std::exception_ptr e) {
   }
 }
 
-// At exit, as Python's threading._shutdown: wait for the non-daemon threads.
+// Once `finished` is set: joins the OS thread exactly once; every caller
+// returns after it is gone. A thread of the parent of a fork has nothing to
+// reap here.
+void reap(ThreadState& s) {
+  if (s.owner != ::getpid()) return;
+  int expected = ThreadState::kJoinable;
+  if (s.os_thread.compare_exchange_strong(expected, ThreadState::kReaping,
+                                          std::memory_order_acq_rel)) {
+    ::pthread_join(s.handle, nullptr);
+    s.os_thread.store(ThreadState::kGone, std::memory_order_release);
+    s.reaped.set();
+    remove_unreaped(&s);
+  } else if (expected == ThreadState::kReaping) {
+    s.reaped.wait();
+  }
+}
+
+// Lets the OS thread end on its own; nobody will join it.
+void detach(ThreadState& s) {
+  if (s.owner != ::getpid()) return;
+  int expected = ThreadState::kJoinable;
+  if (s.os_thread.compare_exchange_strong(expected, ThreadState::kGone,
+                                          std::memory_order_acq_rel)) {
+    ::pthread_detach(s.handle);
+    remove_unreaped(&s);
+  }
+}
+
+// At exit, as Python's threading._shutdown: wait for the non-daemon threads,
+// then reap every thread that has finished and that nobody joined, so each
+// has ended entirely (its thread_local objects too) before static objects
+// are destroyed. exit() may be called by one of them: it is skipped by its
+// kernel id, unique among the threads still listed (and its thread_locals
+// are gone by now, so t_current cannot tell).
 void wait_for_non_daemon_threads() {
-  const ThreadState* self = t_current;
+  const std::int64_t self = gettid_now();
+  Registry& r = registry();
   for (;;) {
     std::shared_ptr<ThreadState> pending;
     {
-      std::scoped_lock guard(registry->mutex);
-      for (const auto& s : registry->alive) {
-        if (s.get() == self || s == registry->main || s->finished.is_set()) continue;
+      std::scoped_lock guard(r.mutex);
+      for (const auto& s : r.alive) {
+        if (s == r.main || s->dummy || s->finished.is_set()) continue;
         std::scoped_lock state_guard(s->mutex);
-        if (!s->daemon) {
+        if (!s->daemon && s->native_id != self) {
           pending = s;
           break;
         }
       }
     }
-    if (!pending) return;
+    if (!pending) break;
     pending->finished.wait();
+  }
+  std::vector<std::shared_ptr<ThreadState>> unreaped;
+  {
+    std::scoped_lock guard(r.mutex);
+    unreaped = r.unreaped;
+  }
+  for (const auto& s : unreaped) {
+    if (s->finished.is_set()) reap(*s);
   }
 }
 
-// After fork only the forking thread exists in the child.
-void reset_in_child() {
-  ThreadState* keep = t_current;
-  // The old registry's mutex may have been held by a thread that does not
-  // exist here: start a new one, and keep the old one reachable.
-  Registry* old = registry;
-  registry = new Registry;
-  registry->before_fork = old;
-  if (keep != nullptr && keep->name != "MainThread") {
-    // Python: the thread that forked becomes the child's main thread.
-    auto s = std::make_shared<ThreadState>();
-    s->name = keep->name;
-    s->daemon = false;
-    s->started = true;
-    s->ident = ident_now();
-    s->native_id = ::getpid();
-    s->running.set();
-    registry->main = s;
-    registry->alive.push_back(s);
-    t_current = s.get();
-  } else {
-    t_current = nullptr;
+void install_exit_handler() {
+  Registry& r = registry();
+  std::scoped_lock guard(r.mutex);
+  if (!r.exit_handler_installed) {
+    r.exit_handler_installed = true;
+    std::atexit(&wait_for_non_daemon_threads);
   }
 }
-[[maybe_unused]] const int kAtfork = pthread_atfork(nullptr, nullptr, &reset_in_child);
+
+// Holding the registry across fork() gives the child a consistent list of
+// the threads that were alive, which after_fork_in_child stops, as Python's
+// threading._after_fork does.
+void before_fork() {
+  if (Registry* r = g_registry.load(std::memory_order_acquire)) r->mutex.lock();
+}
+
+void after_fork_in_parent() {
+  if (Registry* r = g_registry.load(std::memory_order_acquire)) r->mutex.unlock();
+}
+
+void after_fork_in_child() {
+  Registry* r = g_registry.load(std::memory_order_acquire);
+  if (r == nullptr) return;
+  // Only this thread exists now, and it holds r->mutex (before_fork).
+  std::shared_ptr<ThreadState> keep = t_exiting ? nullptr : t_entry.state;
+  for (const auto& s : r->alive) {
+    // A thread that is gone here may have held it.
+    new (&s->mutex) std::mutex;
+    // Python: every other thread has stopped; join() returns at once, and
+    // nothing is reaped here (ThreadState::owner is the parent).
+    if (s != keep) s->finished.set();
+  }
+  r->alive.clear();
+  r->unreaped.clear();  // the parent's threads: nothing to reap here
+  if (!keep) {
+    keep = make_main_state();
+  } else if (keep->dummy) {
+    // Python 3.13: a dummy that forks becomes the child's MainThread.
+    keep->name = "MainThread";
+    keep->daemon = false;
+    keep->dummy = false;
+  }
+  keep->ident = ident_now();
+  keep->native_id = ::getpid();
+  r->main = keep;
+  r->alive.push_back(keep);
+  if (!t_exiting) {
+    t_entry.state = keep;
+    t_entry.registered = false;  // the child's main thread: listed until the process ends
+    t_current = keep.get();
+  }
+  r->mutex.unlock();
+}
+
+// Capture the main thread's identity while static initialization runs in
+// it, and install the fork handlers before any thread exists.
+[[maybe_unused]] const bool kMainCaptured = [] {
+  registry();
+  if (gettid_now() == ::getpid()) (void)current_state();
+  return true;
+}();
 
 bool wait_for(Event& event, concur::detail::Deadline deadline) {
   if (deadline.is_never()) return event.wait();
@@ -207,67 +374,60 @@ bool wait_for(Event& event, concur::detail::Deadline deadline) {
       std::chrono::steady_clock::time_point(std::chrono::nanoseconds(deadline.ns())));
 }
 
-// Capture the main thread's identity while static initialization runs in it.
-[[maybe_unused]] const bool kMainCaptured = [] {
-  if (gettid_now() == ::getpid()) main_state();
-  return true;
-}();
+// The final overrider of Thread::run for `self`, read from its vtable by the
+// thread calling start(). The new thread then never reads self's vptr, which
+// ~Thread rewrites: a virtual call from the new thread would race with the
+// destruction of a daemon Timer or of any derived object (a TSan report).
+// Itanium C++ ABI (GCC and Clang on Linux): a pointer to a virtual member
+// function is {ptr, adj}; the vtable byte offset is ptr - 1 where the
+// virtual bit is in ptr (x86-64, RISC-V), and ptr itself where it is in
+// adj (ARM, AArch64, MIPS: adj = 2 * delta + 1).
+static_assert(sizeof(void(Thread::*)()) == 2 * sizeof(std::uintptr_t));
+using RunFn = void (*)(Thread*);
+RunFn resolve_run(Thread* self) {
+  void (Thread::*member)() = &Thread::run;
+  std::uintptr_t rep[2];
+  std::memcpy(rep, &member, sizeof rep);
+  const std::uintptr_t offset = (rep[1] & 1) != 0 ? rep[0] : rep[0] - 1;
+  void* const* vtable = *reinterpret_cast<void* const* const*>(self);
+  return reinterpret_cast<RunFn>(vtable[offset / sizeof(void*)]);
+}
 
 struct Boot {
   std::shared_ptr<ThreadState> state;
   Thread* self;
-  void (*run)(Thread*);  // self's run(), looked up before the thread starts
+  RunFn run;
 };
 
-// The final overrider of Thread::run for `self`, read from its vtable by the
-// thread calling start(). The new thread then never reads self's vptr, which
-// a derived destructor rewrites: that is what lets a daemon Timer (or any
-// Thread with a target) be destroyed at any time without a data race.
-// Itanium C++ ABI (GCC and Clang on Linux): a pointer to a virtual member
-// function holds 1 + the byte offset of its vtable slot.
-static_assert(sizeof(void(Thread::*)()) == 2 * sizeof(std::uintptr_t));
-void (*resolve_run(Thread* self))(Thread*) {
-  void (Thread::*member)() = &Thread::run;
-  std::uintptr_t rep[2];
-  std::memcpy(rep, &member, sizeof rep);
-  void* const* vtable = *reinterpret_cast<void* const* const*>(self);
-  return reinterpret_cast<void (*)(Thread*)>(vtable[(rep[0] - 1) / sizeof(void*)]);
-}
-
-}  // namespace
-
-}  // namespace concur::threading
-
-// Called by the new thread; friend-free by going through run().
-namespace concur::threading {
-namespace {
 void* thread_entry(void* arg) {
   std::unique_ptr<Boot> boot(static_cast<Boot*>(arg));
-  std::shared_ptr<ThreadState> state = std::move(boot->state);
-  Thread* self = boot->self;
-  void (*run)(Thread*) = boot->run;
+  Thread* const self = boot->self;
+  const RunFn run = boot->run;
+  ThreadState& s = *boot->state;
+  t_entry.state = std::move(boot->state);
+  t_current = &s;
   boot.reset();
-  t_current = state.get();
-  state->native_id = gettid_now();
-  state->ident = ident_now();
-  add_alive(state);
-  state->running.set();
+  s.ident = ident_now();
+  s.native_id = gettid_now();
+  s.handle = ::pthread_self();
+  s.owner = ::getpid();
+  s.os_thread.store(ThreadState::kJoinable, std::memory_order_relaxed);
+  // A direct call of run() before start() set it; the destructor of a
+  // daemon must wait for this run.
+  s.released.clear();
+  add_alive(t_entry.state, true);
+  s.running.set();
   try {
     run(self);
   } catch (...) {
-    std::string name;
-    {
-      std::scoped_lock guard(state->mutex);
-      name = state->name;
-    }
-    report(name, std::current_exception());
+    report(name_of(s), std::current_exception());
   }
-  state->released.set();
-  remove_alive(state.get());
-  t_current = nullptr;
-  state->finished.set();
+  s.released.set();  // for an override of run(); Thread::run set it already
+  remove_alive(&s);
+  s.finished.set();  // last: a joiner may free what the target used
   return nullptr;
 }
+
 }  // namespace
 
 Thread::Thread() : Thread(ThreadOptions{}, std::function<void()>{}) {}
@@ -275,24 +435,32 @@ Thread::Thread() : Thread(ThreadOptions{}, std::function<void()>{}) {}
 Thread::Thread(ThreadOptions options, std::function<void()> target)
     : state_(std::make_shared<ThreadState>()) {
   state_->target = std::move(target);
-  state_->name = options.name.empty() ? new_name("Thread-") : std::move(options.name);
-  state_->daemon = options.daemon ? *options.daemon : current_thread().daemon;
+  state_->name =
+      options.name.empty() ? new_name("Thread-", thread_counter) : std::move(options.name);
+  state_->daemon = options.daemon ? *options.daemon : current_daemon();
 }
 
 Thread::~Thread() {
   ThreadState& s = *state_;
-  bool started;
-  {
-    std::scoped_lock guard(s.mutex);
-    started = s.started;
-  }
-  if (!started || t_current == &s || s.finished.is_set()) return;
-  if (daemon()) {
-    // Runs on without this object once run() has taken what it needs.
-    s.released.wait();
+  if (!s.started.load(std::memory_order_acquire)) return;
+  if (t_current == &s) {
+    // Destroyed by its own thread: nobody can join it any more.
+    detach(s);
     return;
   }
-  s.finished.wait();
+  if (!s.finished.is_set()) {
+    if (s.daemon) {
+      // It runs on without this object once run() has taken what it needs.
+      s.released.wait();
+      if (!s.finished.is_set()) {
+        detach(s);
+        return;
+      }
+    } else {
+      s.finished.wait();
+    }
+  }
+  reap(s);
 }
 
 void Thread::run() {
@@ -300,63 +468,49 @@ void Thread::run() {
   // daemon Thread may be destroyed while its target runs.
   std::shared_ptr<ThreadState> state = state_;
   std::function<void()> target = std::move(state->target);
+  state->target = nullptr;
   state->released.set();
   if (target) target();
 }
 
 void Thread::start() {
+  ThreadState& s = *state_;
   {
-    std::scoped_lock guard(state_->mutex);
-    if (state_->started) {
+    std::scoped_lock guard(s.mutex);
+    if (s.started.load(std::memory_order_relaxed)) {
       throw std::logic_error("Thread.start(): threads can only be started once; make a new Thread");
     }
-    state_->started = true;
+    s.started.store(true, std::memory_order_release);
   }
-  {
-    std::scoped_lock guard(registry->mutex);
-    if (!registry->exit_handler_installed) {
-      registry->exit_handler_installed = true;
-      std::atexit(&wait_for_non_daemon_threads);
-    }
-  }
-  auto* boot = new Boot{state_, this, resolve_run(this)};
-  // Detached: join() waits on `finished`, so nothing is left to reap and a
-  // thread whose Thread object is never destroyed leaks nothing.
-  pthread_attr_t attr;
-  ::pthread_attr_init(&attr);
-  ::pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  install_exit_handler();
+  auto boot = std::make_unique<Boot>(Boot{state_, this, resolve_run(this)});
   pthread_t handle;
-  const int rc = ::pthread_create(&handle, &attr, &thread_entry, boot);
-  ::pthread_attr_destroy(&attr);
+  const int rc = ::pthread_create(&handle, nullptr, &thread_entry, boot.get());
   if (rc != 0) {
-    delete boot;
-    std::scoped_lock guard(state_->mutex);
-    state_->started = false;
+    std::scoped_lock guard(s.mutex);
+    s.started.store(false, std::memory_order_release);
     throw std::system_error(rc, std::generic_category(), "Thread.start(): can't start new thread");
   }
-  state_->running.wait();
+  boot.release();  // the new thread owns it
+  s.running.wait();
 }
 
 bool Thread::join_until(concur::detail::Deadline deadline) {
-  {
-    std::scoped_lock guard(state_->mutex);
-    if (!state_->started) {
-      throw std::logic_error(
-          "Thread.join(): cannot join a thread before it is started; call start() first");
-    }
+  if (!state_->started.load(std::memory_order_acquire)) {
+    throw std::logic_error(
+        "Thread.join(): cannot join a thread before it is started; call start() first");
   }
   if (t_current == state_.get()) {
     throw std::logic_error("Thread.join(): a thread cannot join itself");
   }
-  return wait_for(state_->finished, deadline);
+  if (!wait_for(state_->finished, deadline)) return false;
+  reap(*state_);
+  return true;
 }
 
-void Thread::join() { join_until(concur::detail::Deadline::never()); }
+void Thread::join() { (void)join_until(concur::detail::Deadline::never()); }
 
-bool Thread::is_alive() const {
-  std::scoped_lock guard(state_->mutex);
-  return state_->started && !state_->finished.is_set();
-}
+bool Thread::is_alive() const { return state_->running.is_set() && !state_->finished.is_set(); }
 
 const std::string& Thread::name() const {
   std::scoped_lock guard(state_->mutex);
@@ -375,19 +529,23 @@ bool Thread::daemon() const {
 
 void Thread::set_daemon(bool daemon) {
   std::scoped_lock guard(state_->mutex);
-  if (state_->started) {
-    throw std::logic_error("Thread.set_daemon(): cannot set the daemon status of a started thread");
+  if (state_->started.load(std::memory_order_relaxed)) {
+    throw std::logic_error(
+        "Thread.set_daemon(): cannot set the daemon status of a started thread; set it before "
+        "start()");
   }
   state_->daemon = daemon;
 }
 
 std::optional<std::uint64_t> Thread::ident() const {
   if (!state_->running.is_set()) return std::nullopt;
+  std::scoped_lock guard(state_->mutex);  // a fork child rewrites it
   return state_->ident;
 }
 
 std::optional<std::int64_t> Thread::native_id() const {
   if (!state_->running.is_set()) return std::nullopt;
+  std::scoped_lock guard(state_->mutex);
   return state_->native_id;
 }
 
@@ -398,17 +556,15 @@ int active_count() { return static_cast<int>(enumerate().size()); }
 
 ThreadInfo current_thread() { return info_of(*current_state()); }
 
-ThreadInfo main_thread() {
-  auto s = main_state();
-  return info_of(*s);
-}
+ThreadInfo main_thread() { return info_of(*main_state()); }
 
 std::vector<ThreadInfo> enumerate() {
-  main_state();
+  (void)main_state();
   std::vector<std::shared_ptr<ThreadState>> alive;
   {
-    std::scoped_lock guard(registry->mutex);
-    alive = registry->alive;
+    Registry& r = registry();
+    std::scoped_lock guard(r.mutex);
+    alive = r.alive;
   }
   std::vector<ThreadInfo> out;
   out.reserve(alive.size());
@@ -417,9 +573,13 @@ std::vector<ThreadInfo> enumerate() {
 }
 
 ExceptHook set_excepthook(ExceptHook hook) {
-  std::scoped_lock guard(registry->mutex);
-  ExceptHook previous = std::move(registry->hook);
-  registry->hook = std::move(hook);
+  ExceptHook previous;
+  {
+    Registry& r = registry();
+    std::scoped_lock guard(r.mutex);
+    previous = std::move(r.hook);
+    r.hook = std::move(hook);
+  }
   if (!previous) previous = &default_excepthook;
   return previous;
 }
@@ -429,3 +589,7 @@ void default_excepthook(const ExceptHookArgs& args) {
 }
 
 }  // namespace concur::threading
+
+namespace concur::detail {
+void threading_shutdown() { concur::threading::wait_for_non_daemon_threads(); }
+}  // namespace concur::detail

@@ -225,3 +225,23 @@ TEST(MpBarrier, CopiesReferToTheSameBarrier) {
 }
 
 }  // namespace
+
+namespace {
+
+// Found by the stress suite: the action runs with the barrier's internal
+// lock held, and n_waiting()/broken() used to take it too.
+TYPED_TEST(BarrierTest, ActionMayAskNWaitingAndBroken) {
+  int seen_waiting = -1;
+  bool seen_broken = true;
+  TypeParam* self = nullptr;
+  TypeParam b(1, [&] {
+    seen_waiting = self->n_waiting();
+    seen_broken = self->broken();
+  });
+  self = &b;
+  EXPECT_EQ(b.wait(kTestTimeout), 0);
+  EXPECT_EQ(seen_waiting, 1);
+  EXPECT_FALSE(seen_broken);
+}
+
+}  // namespace

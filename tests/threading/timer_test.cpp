@@ -61,12 +61,36 @@ TEST(Timer, CancelAfterFiringIsHarmless) {
   t.cancel();
 }
 
-TEST(Timer, IsAThreadWithADefaultThreadName) {
+TEST(Timer, IsAThreadWithTheNextThreadName) {
+  th::Thread before([] {});
   th::Timer t(0ms, [] {});
-  EXPECT_EQ(t.name().rfind("Thread-", 0), 0u) << t.name();
+  ASSERT_EQ(t.name().rfind("Thread-", 0), 0u) << t.name();
+  EXPECT_EQ(std::stoi(t.name().substr(7)), std::stoi(before.name().substr(7)) + 1);
+  EXPECT_FALSE(t.daemon());
   th::Thread& base = t;
   base.start();
   base.join();
+}
+
+TEST(Timer, ArgumentsAreCopiedAtConstruction) {
+  std::string text = "at construction";
+  std::string seen;
+  th::Timer t(
+      0ms, [&](const std::string& s) { seen = s; }, text);
+  text = "changed";
+  t.start();
+  t.join();
+  EXPECT_EQ(seen, "at construction");
+}
+
+TEST(Timer, DestroyingARunningTimerJoinsIt) {
+  std::atomic<bool> called{false};
+  {
+    th::Timer t(kTestTimeout, [&] { called = true; });
+    t.start();
+    t.cancel();
+  }  // ~Timer joins; the thread never reads the object's vptr, which ~Thread rewrites
+  EXPECT_FALSE(called);
 }
 
 TEST(Timer, DaemonTimerMayBeDestroyedWhileWaiting) {
@@ -77,6 +101,16 @@ TEST(Timer, DaemonTimerMayBeDestroyedWhileWaiting) {
     t.start();
   }
   EXPECT_FALSE(*called);
+}
+
+TEST(Timer, DaemonTimerDestroyedWhileWaitingStillFires) {
+  auto fired = std::make_shared<th::Event>();
+  {
+    th::Timer t(1ms, [fired] { fired->set(); });
+    t.set_daemon(true);
+    t.start();
+  }
+  EXPECT_TRUE(fired->wait(kTestTimeout));
 }
 
 }  // namespace

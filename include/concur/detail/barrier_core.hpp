@@ -81,14 +81,14 @@ class BarrierCore {
   }
 
   int parties() const { return static_cast<int>(parties_); }
+  // Read without the lock, so the action (which runs with it held) may ask
+  // too, as in Python; a snapshot, like Python's.
   int n_waiting() const {
-    Guard guard(*this);
-    return state_ == kFilling ? static_cast<int>(count_) : 0;
+    return state_.load(std::memory_order_relaxed) == kFilling
+               ? static_cast<int>(count_.load(std::memory_order_relaxed))
+               : 0;
   }
-  bool broken() const {
-    Guard guard(*this);
-    return state_ == kBroken;
-  }
+  bool broken() const { return state_.load(std::memory_order_relaxed) == kBroken; }
 
  private:
   struct Guard {
@@ -157,8 +157,10 @@ class BarrierCore {
   mutable LockWord<S> lock_;
   std::atomic<std::uint32_t> seq_{0};
   const std::uint32_t parties_;
-  std::uint32_t count_ = 0;
-  std::int32_t state_ = kFilling;
+  // Changed only with lock_ held; atomic so n_waiting() and broken() can
+  // read them without it.
+  std::atomic<std::uint32_t> count_{0};
+  std::atomic<std::int32_t> state_{kFilling};
 };
 
 }  // namespace concur::detail

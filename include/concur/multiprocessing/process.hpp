@@ -3,12 +3,11 @@
 #include <sys/types.h>
 
 #include <chrono>
-#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
-#include <tuple>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -18,7 +17,16 @@
 
 namespace concur::detail {
 struct ProcessState;
-}
+struct ProcessAccess;
+// For tests: 0 probes the kernel (the default), 1 uses pidfds, 2 uses the
+// pipe sentinel of kernels without pidfd_open. Applies to later start()s.
+void set_sentinel_mode_for_testing(int mode);
+// cpu_count()'s cgroup part, for tests: the CPU limit of a process whose
+// /proc/self/cgroup and /proc/self/mountinfo read as given, with the file
+// system under fs_root ("" for the real one); 0 when no quota applies.
+int cgroup_cpu_limit(std::string_view cgroup_text, std::string_view mountinfo_text,
+                     const std::string& fs_root);
+}  // namespace concur::detail
 
 namespace concur::multiprocessing {
 
@@ -36,86 +44,139 @@ struct ProcessInfo {
 
 // A child process made by fork that runs target(args...) or an overridden
 // run(), then ends. Python: multiprocessing.Process with the fork start method.
-// Thread-safety: every member may be called from any thread of the parent.
-// Blocks: join() until the child ends; a zero or negative timeout only looks.
-// Throws: std::logic_error for start() twice, join() before start() or from
-//   the child itself, set_daemon() after start(), close() while the child
-//   runs, a daemon process starting children; std::invalid_argument for any
-//   call after close() (Python: ValueError); std::system_error when fork or
-//   pidfd_open fails.
-// In the child: the arguments and the whole program state are the parent's
-//   as at start(). An exception escaping the target prints "Process NAME:"
-//   with its type and message to the child's stderr and gives exit code 1.
-//   stdio is flushed before fork so nothing is printed twice, and the child
-//   ends with _exit, so the parent's atexit handlers and static destructors
-//   never run in it (unless the target itself calls exit()). A child that
-//   finishes its target terminates its own daemon children and joins the
-//   others, as in Python.
-// exitcode(): none while running or before start; 0; 1 if the target threw;
-//   N after exit(N); -SIG if killed by signal SIG.
-// Lifetime: destroying a Process does not stop its child; concur reaps it.
-//   No child is left a zombie. At the parent's normal exit, daemon children
-//   are terminated and the others joined; if the parent is killed, daemon
-//   children get SIGKILL from the kernel (PR_SET_PDEATHSIG). The kernel sends
-//   that signal when the *thread* that called start() ends: start daemon
-//   children from a thread that lives as long as they should.
+// Thread-safety: every member may be called from any thread of the process
+//   that created the object; several threads may join() it at once.
+// Blocks: start() for the fork; join() until the child has ended; a zero,
+//   negative or past timeout only looks, a huge one waits forever.
+// Throws: std::logic_error for start() twice, join() before start(); join(),
+//   start(), is_alive(), terminate() or kill() from a process other than the
+//   one that created the object (e.g. the child joining itself); set_daemon()
+//   after start(), terminate()/kill() before start(), a daemon process
+//   starting children; std::invalid_argument (a std::logic_error, Python's
+//   ValueError) for close() while the child runs, sentinel() before start(),
+//   and start(), join(), is_alive(), pid(), terminate(), kill(), sentinel()
+//   after close(); std::system_error when fork, a descriptor or a thread
+//   cannot be made.
+//
+// The child: the arguments and the whole program state are the parent's as
+//   at start(); start() flushes C stdio and std::cout/cerr/clog first, so
+//   buffered text is printed once. The child runs run(); an exception escaping
+//   it prints "Process NAME:\n" and "TYPE: message" (demangled, as the last
+//   line of Python's traceback) to stderr and gives exit code 1. Then, as
+//   Python's child bootstrap does, it terminates its own daemon children,
+//   joins the others, waits for its non-daemon concur threads, flushes stdio
+//   and ends with _exit: the parent's atexit handlers and static destructors
+//   never run in it. exit(N) called by the target gives exit code N the same
+//   way: concur's on_exit handler, registered in the child, runs first and
+//   ends the child with _exit(N), so only handlers registered in the child
+//   after it started run (glibc; elsewhere exit() runs every handler).
+//   Unlike Python, which points the child's sys.stdin at /dev/null, the
+//   child keeps descriptor 0 and stdin as they were (their buffered input
+//   included): read stdin in one process only.
+// exitcode(): none before start and while running (and after close(), as
+//   Python); 0; 1 if run() threw; N after exit(N) or _exit(N); -SIG if killed
+//   by signal SIG; 255 if code outside concur reaped the child first (e.g. a
+//   waitpid(-1) of the program's own: concur only ever waits for its own
+//   children by pid).
+// sentinel(): a pidfd (pidfd_open); on kernels without it, the read end of
+//   a pipe whose write end only the child holds (it is closed in the child's
+//   own children). Readable once the child has ended, and stays readable.
+//
+// Lifetime: destroying a Process does not stop its child: the child runs on
+//   and concur reaps it (from join/start/active_children calls and a small
+//   internal thread that exists only while such orphans run). No child is
+//   left a zombie. At the parent's normal exit (main returns or exit()),
+//   after waiting for non-daemon concur threads as Python does, daemon
+//   children get SIGTERM and every child is joined.
+// Daemon children also get PR_SET_PDEATHSIG(SIGKILL), checked against the
+//   parent's pid right after prctl() (the parent may die during fork), so a
+//   killed parent takes them along. The kernel sends that signal when the
+//   *thread* that forked ends, so a daemon child started from any thread
+//   but the main thread is forked by an internal thread of concur that lives
+//   until every child it forked is reaped. The child runs on that thread's
+//   copy: the caller's signal mask, CPU affinity and thread name are copied
+//   to it, but thread_local variables are the internal thread's, and its
+//   stack is the default size. A main thread that calls pthread_exit()
+//   still takes its daemon children along. Non-daemon children outlive a
+//   killed parent, as in Python.
 class Process {
  public:
+  // The arguments are copied (decayed) at construction, as Python binds
+  // them; std::ref(x) passes x by reference. The child's daemon flag is the
+  // calling process's, as Python (false unless called in a daemon child,
+  // where start() is refused anyway).
   template <class F, class... Args>
-  requires(!std::is_same_v<std::decay_t<F>, ProcessOptions>) explicit Process(F&& target,
-                                                                              Args&&... args)
-      : Process(ProcessOptions{}, std::forward<F>(target), std::forward<Args>(args)...) {}
+  requires(!std::is_same_v<std::decay_t<F>, ProcessOptions> &&
+           !std::is_base_of_v<Process, std::decay_t<F>> &&
+           std::is_invocable_v<std::decay_t<F>&,
+                               std::unwrap_ref_decay_t<Args>&...>) explicit Process(F&& target,
+                                                                                    Args&&... args)
+      : Process(ProcessOptions{},
+                concur::detail::bind_target(std::forward<F>(target), std::forward<Args>(args)...),
+                kInheritDaemon) {}
   template <class F, class... Args>
-  Process(ProcessOptions options, F&& target, Args&&... args)
+  requires std::is_invocable_v < std::decay_t<F>
+  &, std::unwrap_ref_decay_t<Args>&... > Process(ProcessOptions options, F&& target, Args&&... args)
       : Process(std::move(options),
-                concur::detail::bind_target(std::forward<F>(target), std::forward<Args>(args)...)) {
-  }
+                concur::detail::bind_target(std::forward<F>(target), std::forward<Args>(args)...),
+                kOptionsDaemon) {}
+  // For subclasses that override run().
   Process();
   virtual ~Process();
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
 
-  // Calls target(args...) in the child; with no target, does nothing.
+  // Calls target(args...) in the child; with no target, does nothing. The
+  // parent drops its copy of the target once the child is started (Python's
+  // start() deletes _target), so captured handles are released there.
   virtual void run();
   void start();
   void join();
   template <class Rep, class Period>
-  [[nodiscard]] bool join(std::chrono::duration<Rep, Period> timeout) {
+  bool join(std::chrono::duration<Rep, Period> timeout) {
     return join_until(concur::detail::Deadline::after(timeout));
   }
+  // Reaps the child if it has ended; never blocks. True in the child for
+  // its own Process object.
   bool is_alive();
   std::optional<int> exitcode();
   std::optional<pid_t> pid() const;
-  void terminate();  // SIGTERM
-  void kill();       // SIGKILL
+  void terminate();  // SIGTERM; nothing once the child has ended
+  void kill();       // SIGKILL; nothing once the child has ended
+  // Releases the sentinel; twice is harmless.
   void close();
-  // A descriptor (a pidfd) that becomes readable when the child ends.
   int sentinel() const;
+  // The reference stays valid until set_name() or the object's end.
   const std::string& name() const;
   void set_name(std::string name);
   bool daemon() const;
   void set_daemon(bool daemon);
 
- protected:
-  Process(ProcessOptions options, std::function<void()> target);
-
  private:
+  enum DaemonSource { kInheritDaemon, kOptionsDaemon };
+  Process(ProcessOptions options, std::function<void()> target, DaemonSource daemon);
   bool join_until(concur::detail::Deadline deadline);
-  void send(int signal);
-  [[noreturn]] void run_child();
+  void send(int signal, const char* call);
+  [[noreturn]] void run_child(int sentinel_write);
+  friend struct concur::detail::ProcessAccess;
 
   std::shared_ptr<concur::detail::ProcessState> state_;
 };
 
 // The CPUs this process may run on: its affinity mask, further limited by a
-// cgroup v2 cpu.max quota. At least 1.
+// cgroup v2 cpu.max quota (ceil(quota / period), looked up from this
+// process's cgroup up to the root). At least 1.
 int cpu_count();
-// The children still running (finished ones are reaped first), as Python.
+// The children of this process still running, in start order; those that
+// ended are reaped first, as Python does.
 std::vector<ProcessInfo> active_children();
-// The calling process: "MainProcess" in the program's first process; in a
-// child of a bare fork(), the forking process's name with the child's pid.
+// The calling process: "MainProcess" in the program's first process, the
+// Process name in a concur child. In a child of a bare fork() (or any
+// process concur did not start), the forking process's name and daemon
+// flag with the calling process's own pid.
 ProcessInfo current_process();
-// None in the main process.
+// None in the main process; in a concur child its parent; in a child of a
+// bare fork() the forking process.
 std::optional<ProcessInfo> parent_process();
 
 }  // namespace concur::multiprocessing

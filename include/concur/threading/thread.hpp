@@ -43,29 +43,40 @@ using ExceptHook = std::function<void(const ExceptHookArgs&)>;
 
 // A thread of control that runs target(args...) or an overridden run().
 // Python: threading.Thread.
-// Thread-safety: every member may be called from any thread.
+// Thread-safety: every member may be called from any thread; several
+//   threads may join() the same Thread.
 // Blocks: start() until the new thread runs (so ident() is set); join()
-//   until the thread ends; a zero or negative join timeout only looks.
+//   until the thread has ended and the OS thread is gone (its thread_local
+//   objects destroyed); a zero or negative join timeout only looks.
 // Throws: std::logic_error for start() twice, join() before start() or from
 //   the thread itself, set_daemon() after start(); std::system_error when
 //   the system cannot make a thread.
 // Lifetime: the arguments are copied at construction, as Python binds them.
 //   Destroying a running non-daemon Thread joins it; a running daemon Thread
-//   is detached and runs on (safe at any time, for a Thread with a target).
+//   is detached and runs on (safe at any time for a Thread with a target or
+//   a Timer; for a subclass that overrides run() it waits for run() to end).
 //   A subclass that overrides run() must be joined before its own destructor
 //   finishes: its members die before ~Thread runs.
 // An exception escaping the target goes to the excepthook (set_excepthook),
 //   in that thread, before join() returns; it never terminates the program.
 // The program waits for every running non-daemon thread when main returns
 //   or exit() is called, as Python does; daemon threads never hold it.
+// In a child of fork(), as in Python, the forking thread is the main thread
+//   and every other Thread has ended: is_alive() is false, join() returns.
 class Thread {
  public:
+  // target(args...) must be callable with the stored copies (as lvalues);
+  // std::ref(x) passes x by reference.
   template <class F, class... Args>
-  requires(!std::is_same_v<std::decay_t<F>, ThreadOptions>) explicit Thread(F&& target,
-                                                                            Args&&... args)
+  requires(!std::is_same_v<std::decay_t<F>, ThreadOptions> &&
+           !std::is_base_of_v<Thread, std::decay_t<F>> &&
+           std::is_invocable_v<std::decay_t<F>&,
+                               std::unwrap_ref_decay_t<Args>&...>) explicit Thread(F&& target,
+                                                                                   Args&&... args)
       : Thread(ThreadOptions{}, std::forward<F>(target), std::forward<Args>(args)...) {}
   template <class F, class... Args>
-  Thread(ThreadOptions options, F&& target, Args&&... args)
+  requires std::is_invocable_v < std::decay_t<F>
+  &, std::unwrap_ref_decay_t<Args>&... > Thread(ThreadOptions options, F&& target, Args&&... args)
       : Thread(std::move(options),
                concur::detail::bind_target(std::forward<F>(target), std::forward<Args>(args)...)) {}
   Thread();
@@ -73,14 +84,17 @@ class Thread {
   Thread(const Thread&) = delete;
   Thread& operator=(const Thread&) = delete;
 
-  // Calls target(args...); with no target, does nothing.
+  // Calls target(args...) once; with no target, does nothing. An override
+  // runs in the new thread; start() picks it from the object as it is then.
   virtual void run();
   void start();
   void join();
   template <class Rep, class Period>
-  [[nodiscard]] bool join(std::chrono::duration<Rep, Period> timeout) {
+  bool join(std::chrono::duration<Rep, Period> timeout) {
     return join_until(concur::detail::Deadline::after(timeout));
   }
+  // True from the return of start() until run() has returned and the
+  // excepthook is done.
   bool is_alive() const;
 
   // Default "Thread-N". The reference stays valid until set_name() or the
@@ -106,9 +120,10 @@ class Thread {
 std::uint64_t get_ident();
 std::int64_t get_native_id();
 // The number of threads alive: the main thread, threads concur started, and
-// foreign threads that have called current_thread().
+// foreign threads that have called current_thread() (until they end).
 int active_count();
-// In a thread concur did not start: a name "Dummy-N" and daemon true.
+// In a thread concur did not start: a name "Dummy-N" (counted from 1, apart
+// from Thread-N) and daemon true.
 ThreadInfo current_thread();
 ThreadInfo main_thread();
 std::vector<ThreadInfo> enumerate();
