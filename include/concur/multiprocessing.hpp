@@ -9,6 +9,7 @@
 #include "concur/multiprocessing/connection.hpp"
 #include "concur/multiprocessing/event.hpp"
 #include "concur/multiprocessing/lock.hpp"
+#include "concur/multiprocessing/pool.hpp"
 #include "concur/multiprocessing/pool_options.hpp"
 #include "concur/multiprocessing/process.hpp"
 #include "concur/multiprocessing/queue.hpp"

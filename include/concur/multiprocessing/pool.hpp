@@ -1,0 +1,445 @@
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <ranges>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "concur/detail/map_job.hpp"
+#include "concur/detail/pool_engine.hpp"
+#include "concur/detail/result_state.hpp"
+#include "concur/detail/shared_block.hpp"
+#include "concur/errors.hpp"
+#include "concur/multiprocessing/async_result.hpp"
+#include "concur/multiprocessing/pool_imap.hpp"
+#include "concur/multiprocessing/pool_options.hpp"
+#include "concur/multiprocessing/transfer.hpp"
+
+namespace concur::detail {
+
+// What a worker reports for one chunk: the errors by item index and, for
+// results that are not trivially copyable, the results themselves (trivially
+// copyable ones are already in the call's shared memory).
+struct ChunkReport {
+  std::uint64_t chunk = 0;
+  std::vector<std::tuple<std::uint64_t, std::string, std::string>> errors;
+  std::string payload;
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(chunk, errors, payload);
+  }
+};
+
+inline void atomic_min(std::atomic<std::uint64_t>& word, std::uint64_t value) {
+  std::uint64_t seen = word.load(std::memory_order_relaxed);
+  while (value < seen && !word.compare_exchange_weak(seen, value, std::memory_order_acq_rel)) {
+  }
+}
+
+template <bool kPlain, class F, class Item>
+decltype(auto) pool_call(F& f, Item&& item) {
+  if constexpr (kPlain) {
+    return std::invoke(f, std::forward<Item>(item));
+  } else {
+    return std::apply(f, std::forward<Item>(item));
+  }
+}
+
+// apply's callable: f(args...) with a void result made a value.
+template <class F>
+struct ApplyCall {
+  F f;
+  template <class Tuple>
+  auto operator()(Tuple& args) {
+    if constexpr (std::is_void_v<decltype(std::apply(f, args))>) {
+      std::apply(f, args);
+      return std::monostate{};
+    } else {
+      return std::apply(f, args);
+    }
+  }
+};
+
+// map, starmap and apply in a process pool. FH and RH are how the callable
+// and the items are held: references for a call that waits, values for an
+// asynchronous one (its replacement workers may be forked after it returned).
+//
+// The items are never sent: workers are forked with them. Each worker claims
+// chunks by index from a counter in shared memory, writes trivially copyable
+// results straight into shared memory, and reports each chunk in one frame.
+template <bool kPlain, class FH, class RH>
+class MapWork final : public PoolWork {
+ public:
+  using Fn = std::remove_reference_t<FH>;
+  using Range = std::remove_cvref_t<RH>;
+  using Iterator = std::ranges::iterator_t<const Range>;
+  using Item = std::ranges::range_reference_t<const Range>;
+  using Out = std::decay_t<decltype(pool_call<kPlain>(std::declval<Fn&>(), std::declval<Item>()))>;
+  static constexpr bool kTrivialOut = multiprocessing::trivially_transferable<Out>;
+  static_assert(!std::is_void_v<Out>, "map needs f to return a value; use apply_async for void");
+  static_assert(std::ranges::forward_range<const Range>,
+                "map needs a range it can read more than once; use imap for a single-pass one");
+  static_assert(std::is_default_constructible_v<Out>,
+                "a Pool's results must be default-constructible: they cross a process boundary");
+
+  MapWork(FH f, RH items, std::size_t chunksize, int workers)
+      : f_(std::forward<FH>(f)), items_(std::forward<RH>(items)) {
+    n_ = static_cast<std::size_t>(std::ranges::distance(items_));
+    chunksize_ = chunksize == 0 ? auto_chunksize(n_, static_cast<std::size_t>(workers)) : chunksize;
+    chunks_ = (n_ + chunksize_ - 1) / chunksize_;
+    workers_ = workers;
+    if constexpr (!std::ranges::random_access_range<const Range>) {
+      auto it = std::ranges::begin(items_);
+      chunk_begins_.reserve(chunks_);
+      for (std::size_t c = 0; c < chunks_; ++c) {
+        chunk_begins_.push_back(it);
+        std::ranges::advance(it, static_cast<std::ptrdiff_t>(std::min(chunksize_, n_ - c * chunksize_)));
+      }
+    }
+    const std::size_t control_bytes = sizeof(Control) + sizeof(PoolSlot) * static_cast<std::size_t>(workers);
+    const std::size_t result_offset = (control_bytes + alignof(Out) - 1) / alignof(Out) * alignof(Out);
+    memory_ = map_shared(result_offset + (kTrivialOut ? n_ * sizeof(Out) : 0));
+    auto* base = static_cast<unsigned char*>(memory_.get());
+    control_ = ::new (base) Control{};
+    slots_ = ::new (base + sizeof(Control)) PoolSlot[static_cast<std::size_t>(workers)];
+    if constexpr (kTrivialOut) {
+      results_ = reinterpret_cast<Out*>(base + result_offset);
+    } else {
+      outs_.resize(n_);
+    }
+    reported_.assign(chunks_, false);
+  }
+
+  PoolSlot* slots() { return slots_; }
+  const std::shared_ptr<void>& memory() const { return memory_; }
+  std::size_t size() const { return n_; }
+
+  // --- in the worker --------------------------------------------------------
+  void run_worker(WorkerLink& link) override {
+    int tasks = 0;
+    for (;;) {
+      const std::uint64_t c = control_->next_chunk.fetch_add(1, std::memory_order_acq_rel);
+      if (c >= chunks_) return;
+      const std::size_t first = static_cast<std::size_t>(c) * chunksize_;
+      if (first > control_->lowest_error.load(std::memory_order_acquire)) return;
+      const std::size_t last = std::min(n_, first + chunksize_);
+      ChunkReport report;
+      report.chunk = c;
+      std::vector<Out> outs;
+      if constexpr (!kTrivialOut) outs.reserve(last - first);
+      Iterator it = chunk_begin(c);
+      for (std::size_t i = first; i < last; ++i, ++it) {
+        link.begin_item(i);
+        try {
+          if constexpr (kTrivialOut) {
+            results_[i] = pool_call<kPlain>(f_, *it);
+          } else {
+            outs.push_back(pool_call<kPlain>(f_, *it));
+          }
+        } catch (...) {
+          auto [type, message] = exception_parts(std::current_exception());
+          report.errors.emplace_back(i, std::move(type), std::move(message));
+          atomic_min(control_->lowest_error, i);
+          break;
+        }
+      }
+      if constexpr (!kTrivialOut) report.payload = encode_items(outs);
+      link.send(encode(report));
+      link.end_item();
+      if (link.max_tasks() > 0 && ++tasks >= link.max_tasks()) return;
+    }
+  }
+
+  // --- in the caller --------------------------------------------------------
+  void on_frame(int, std::span<const std::byte> frame) override {
+    auto report = decode<ChunkReport>(frame);
+    if (report.chunk >= chunks_ || reported_[report.chunk]) {
+      throw FrameError("Pool: a worker reported a chunk it was not given");
+    }
+    const std::size_t first = static_cast<std::size_t>(report.chunk) * chunksize_;
+    for (auto& [index, type, message] : report.errors) {
+      fail(static_cast<std::size_t>(index),
+           std::make_exception_ptr(multiprocessing::RemoteError(std::move(type), std::move(message),
+                                                                static_cast<std::size_t>(index))));
+    }
+    if constexpr (!kTrivialOut) {
+      auto outs = decode_items<Out>(report.payload);
+      for (std::size_t k = 0; k < outs.size() && first + k < n_; ++k) outs_[first + k] = std::move(outs[k]);
+    }
+    reported_[report.chunk] = true;
+  }
+
+  void on_worker_end(int, std::uint64_t item, std::exception_ptr failure) override {
+    if (failure == nullptr || item >= n_) return;
+    const std::size_t chunk = static_cast<std::size_t>(item) / chunksize_;
+    if (reported_[chunk]) return;  // it died after reporting the chunk
+    fail(static_cast<std::size_t>(item), std::move(failure));
+    reported_[chunk] = true;
+  }
+
+  void fail_remaining(int pid, int exitcode) override {
+    const std::size_t need = needed_chunks();
+    for (std::size_t c = 0; c < need; ++c) {
+      if (reported_[c]) continue;
+      const std::size_t first = c * chunksize_;
+      fail(first, std::make_exception_ptr(multiprocessing::WorkerLostError(first, pid, exitcode)));
+      reported_[c] = true;
+    }
+  }
+
+  bool wants_worker() override {
+    const std::uint64_t next = control_->next_chunk.load(std::memory_order_acquire);
+    return next < chunks_ &&
+           next * chunksize_ <= control_->lowest_error.load(std::memory_order_acquire);
+  }
+
+  bool complete() override {
+    const std::size_t need = needed_chunks();
+    while (complete_cursor_ < need && reported_[complete_cursor_]) ++complete_cursor_;
+    return complete_cursor_ >= need;
+  }
+
+  // After complete(): the results, or the lowest failure.
+  std::vector<Out> take() {
+    if (auto e = error_.error()) std::rethrow_exception(e);
+    if constexpr (kTrivialOut) {
+      std::vector<Out> out(n_);
+      if (n_ != 0) std::memcpy(static_cast<void*>(out.data()), results_, n_ * sizeof(Out));
+      return out;
+    } else {
+      return std::move(outs_);
+    }
+  }
+  std::exception_ptr error() const { return error_.error(); }
+
+ private:
+  struct Control {
+    std::atomic<std::uint64_t> next_chunk{0};
+    std::atomic<std::uint64_t> lowest_error{LowestError::kNone};
+  };
+
+  Iterator chunk_begin(std::uint64_t c) const {
+    if constexpr (std::ranges::random_access_range<const Range>) {
+      return std::ranges::begin(items_) + static_cast<std::ptrdiff_t>(c * chunksize_);
+    } else {
+      return chunk_begins_[c];
+    }
+  }
+  std::size_t needed_chunks() const {
+    const std::size_t lowest = error_.index();
+    if (lowest == LowestError::kNone) return chunks_;
+    return std::min(chunks_, lowest / chunksize_ + 1);
+  }
+  void fail(std::size_t index, std::exception_ptr e) {
+    error_.record(index, std::move(e));
+    atomic_min(control_->lowest_error, index);
+  }
+
+  FH f_;
+  RH items_;
+  std::size_t n_ = 0;
+  std::size_t chunksize_ = 1;
+  std::size_t chunks_ = 0;
+  int workers_ = 1;
+  std::vector<Iterator> chunk_begins_;
+  std::shared_ptr<void> memory_;
+  Control* control_ = nullptr;
+  PoolSlot* slots_ = nullptr;
+  Out* results_ = nullptr;
+  std::vector<Out> outs_;
+  std::vector<bool> reported_;
+  std::size_t complete_cursor_ = 0;
+  LowestError error_;
+};
+
+// The parts of Pool that are not templates (src/pool.cpp).
+class PoolCore {
+ public:
+  explicit PoolCore(multiprocessing::PoolOptions options);
+  ~PoolCore();
+  void require_running(const char* call) const;
+  void close();
+  void terminate();
+  void join();
+  const std::shared_ptr<const PoolSettings>& settings() const { return settings_; }
+  int processes() const { return settings_->processes; }
+  PoolSupervisor& supervisor() { return supervisor_; }
+
+ private:
+  std::shared_ptr<const PoolSettings> settings_;
+  PoolSupervisor supervisor_;
+  mutable std::mutex mutex_;
+  int state_ = 0;  // 0 running, 1 closed, 2 terminated
+  bool joined_ = false;
+};
+
+}  // namespace concur::detail
+
+namespace concur::multiprocessing {
+
+// A pool of worker processes: "parallelism in one line".
+// Python: multiprocessing.Pool (the fork start method).
+//   auto squares = Pool().map([&](int x) { return x * x; }, items);
+// f may be any callable, a lambda capturing by reference included: a call
+//   forks its workers when it is made, so they see the program's state as
+//   it was then, and what f changes stays in them. Items are not sent (the
+//   workers already hold them); results are transferable types, and
+//   trivially copyable ones are written straight into shared memory. Between
+//   calls the pool holds no process. See docs/pool.md for the trade-offs.
+// Thread-safety: every member may be called from any thread.
+// Blocks: map, starmap, apply until their results are in; join until every
+//   asynchronous call has finished; imap's iterator until its next result.
+// Throws: an exception thrown by f reaches the caller (for the lowest
+//   failing index) as a RemoteError (type name, message, index); a worker
+//   that dies while running a task fails it with WorkerLostError, and one
+//   that runs past task_timeout is killed and fails it with TimeoutError; in
+//   both cases the pool stays usable. Any call after close() or terminate(),
+//   and join() before them: std::invalid_argument (a std::logic_error).
+// ~Pool: close() then join(): outstanding work finishes.
+class Pool {
+ public:
+  explicit Pool(int processes = 0) : Pool(PoolOptions{processes, {}, 0, std::nullopt}) {}
+  explicit Pool(PoolOptions options) : core_(std::make_shared<detail::PoolCore>(std::move(options))) {}
+  ~Pool() {
+    try {
+      core_->close();
+      core_->join();
+    } catch (...) {
+      // A destructor never throws.
+    }
+  }
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  template <class F, class R>
+  auto map(F&& f, const R& items, std::size_t chunksize = 0) {
+    core_->require_running("Pool.map()");
+    return run_now<true>(f, items, chunksize);
+  }
+  template <class F, class R>
+  auto starmap(F&& f, const R& tuples, std::size_t chunksize = 0) {
+    core_->require_running("Pool.starmap()");
+    return run_now<false>(f, tuples, chunksize);
+  }
+  template <class F, class R>
+  auto imap(F&& f, R&& items, std::size_t chunksize = 1) {
+    core_->require_running("Pool.imap()");
+    return make_imap<true>(std::forward<F>(f), std::forward<R>(items), chunksize);
+  }
+  template <class F, class R>
+  auto imap_unordered(F&& f, R&& items, std::size_t chunksize = 1) {
+    core_->require_running("Pool.imap_unordered()");
+    return make_imap<false>(std::forward<F>(f), std::forward<R>(items), chunksize);
+  }
+  template <class F, class... A>
+  auto apply(F&& f, A&&... args) {
+    core_->require_running("Pool.apply()");
+    using Call = detail::ApplyCall<std::decay_t<F>>;
+    using Args = std::array<std::tuple<std::decay_t<A>...>, 1>;
+    Call call{std::forward<F>(f)};
+    const Args args_items{std::make_tuple(std::forward<A>(args)...)};
+    auto out = run_now<true>(call, args_items, 1);
+    using Result = std::invoke_result_t<std::decay_t<F>&, std::decay_t<A>&...>;
+    if constexpr (!std::is_void_v<Result>) return std::move(out[0]);
+  }
+  template <class F, class... A>
+  auto apply_async(F&& f, A&&... args) {
+    core_->require_running("Pool.apply_async()");
+    using Result = std::invoke_result_t<std::decay_t<F>&, std::decay_t<A>&...>;
+    using Call = detail::ApplyCall<std::decay_t<F>>;
+    using Args = std::array<std::tuple<std::decay_t<A>...>, 1>;
+    return submit_async<true, Result>(Call{std::forward<F>(f)},
+                                      Args{std::make_tuple(std::forward<A>(args)...)}, 1);
+  }
+  // As map, without waiting. f and the items are copied first.
+  template <class F, class R>
+  auto map_async(F&& f, const R& items, std::size_t chunksize = 0) {
+    core_->require_running("Pool.map_async()");
+    using Item = std::ranges::range_value_t<const R>;
+    using Out = std::decay_t<std::invoke_result_t<std::decay_t<F>&, const Item&>>;
+    return submit_async<true, std::vector<Out>>(
+        std::decay_t<F>(std::forward<F>(f)),
+        std::vector<Item>(std::ranges::begin(items), std::ranges::end(items)), chunksize);
+  }
+
+  // No more calls; the asynchronous ones still running finish.
+  void close() { core_->close(); }
+  // Stops every worker now; results not yet in fail with std::runtime_error.
+  void terminate() { core_->terminate(); }
+  // Waits for the asynchronous calls; only after close() or terminate().
+  void join() { core_->join(); }
+  // The number of worker processes a call uses.
+  int processes() const { return core_->processes(); }
+
+ private:
+  template <bool kPlain, class F, class R>
+  auto run_now(F& f, const R& items, std::size_t chunksize) {
+    const int workers = core_->processes();
+    detail::MapWork<kPlain, F&, const R&> work(f, items, chunksize, workers);
+    if (work.size() != 0) {
+      detail::PoolRunner runner(core_->settings(), work, workers, work.slots());
+      runner.run();
+    }
+    return work.take();
+  }
+
+  template <bool kPlain, class Result, class F, class R>
+  AsyncResult<Result> submit_async(F f, R items, std::size_t chunksize) {
+    using Work = detail::MapWork<kPlain, F, R>;
+    const int workers = core_->processes();
+    auto work = std::make_unique<Work>(std::move(f), std::move(items), chunksize, workers);
+    auto state = std::make_shared<detail::ResultState<Result>>();
+    Work* raw = work.get();
+    detail::PoolSupervisor::Job job;
+    job.runner = std::make_unique<detail::PoolRunner>(core_->settings(), *raw, workers, raw->slots());
+    job.finish = [raw, state] {
+      if (auto e = raw->error()) {
+        state->set_exception(e);
+        return;
+      }
+      auto values = raw->take();
+      if constexpr (std::is_void_v<Result>) {
+        state->set_value();
+      } else if constexpr (std::is_same_v<Result, std::vector<typename Work::Out>>) {
+        state->set_value(std::move(values));
+      } else {
+        state->set_value(std::move(values[0]));
+      }
+    };
+    job.fail = [state](std::exception_ptr e) {
+      if (!state->ready()) state->set_exception(std::move(e));
+    };
+    job.work = std::move(work);
+    core_->supervisor().submit(std::move(job));
+    return AsyncResult<Result>(std::move(state));
+  }
+
+  template <bool kOrdered, class F, class R>
+  auto make_imap(F&& f, R&& items, std::size_t chunksize) {
+    if (chunksize == 0) {
+      throw std::invalid_argument(kOrdered ? "Pool.imap(): chunksize must be >= 1"
+                                           : "Pool.imap_unordered(): chunksize must be >= 1");
+    }
+    return PoolIMapRange<kOrdered, std::decay_t<F>, std::views::all_t<R>>(
+        std::forward<F>(f), std::views::all(std::forward<R>(items)), chunksize, core_->settings());
+  }
+
+  std::shared_ptr<detail::PoolCore> core_;
+};
+
+}  // namespace concur::multiprocessing
