@@ -169,8 +169,11 @@ void PoolRunner::read_frames(Worker& w, bool draining) {
     std::vector<std::byte> frame;
     try {
       frame = w.end->recv(kBytesTag);
+    } catch (const EOFError&) {
+      w.pipe_open = false;  // it closed its end: it is ending
+      return;
     } catch (const std::exception&) {
-      w.pipe_open = false;
+      w.pipe_open = false;  // cut short or corrupt: it cannot be trusted further
       if (!draining) w.process->kill();
       return;
     }

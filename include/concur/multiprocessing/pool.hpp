@@ -111,12 +111,14 @@ class MapWork final : public PoolWork {
         std::ranges::advance(it, static_cast<std::ptrdiff_t>(std::min(chunksize_, n_ - c * chunksize_)));
       }
     }
-    const std::size_t control_bytes = sizeof(Control) + sizeof(PoolSlot) * static_cast<std::size_t>(workers);
+    const std::size_t flags_offset = sizeof(Control) + sizeof(PoolSlot) * static_cast<std::size_t>(workers);
+    const std::size_t control_bytes = flags_offset + chunks_;
     const std::size_t result_offset = (control_bytes + alignof(Out) - 1) / alignof(Out) * alignof(Out);
     memory_ = map_shared(result_offset + (kTrivialOut ? n_ * sizeof(Out) : 0));
     auto* base = static_cast<unsigned char*>(memory_.get());
     control_ = ::new (base) Control{};
     slots_ = ::new (base + sizeof(Control)) PoolSlot[static_cast<std::size_t>(workers)];
+    chunk_done_ = ::new (base + flags_offset) std::atomic<std::uint8_t>[chunks_];
     if constexpr (kTrivialOut) {
       results_ = reinterpret_cast<Out*>(base + result_offset);
     } else {
@@ -158,8 +160,11 @@ class MapWork final : public PoolWork {
           break;
         }
       }
+      // Trivially copyable results are already in place: a chunk without an
+      // error needs no frame, its flag says it is done.
       if constexpr (!kTrivialOut) report.payload = encode_items(outs);
-      link.send(encode(report));
+      if (!kTrivialOut || !report.errors.empty()) link.send(encode(report));
+      chunk_done_[c].store(1, std::memory_order_release);
       link.end_item();
       if (link.max_tasks() > 0 && ++tasks >= link.max_tasks()) return;
     }
@@ -187,7 +192,7 @@ class MapWork final : public PoolWork {
   void on_worker_end(int, std::uint64_t item, std::exception_ptr failure) override {
     if (failure == nullptr || item >= n_) return;
     const std::size_t chunk = static_cast<std::size_t>(item) / chunksize_;
-    if (reported_[chunk]) return;  // it died after reporting the chunk
+    if (is_reported(chunk)) return;  // it died after reporting the chunk
     fail(static_cast<std::size_t>(item), std::move(failure));
     reported_[chunk] = true;
   }
@@ -195,7 +200,7 @@ class MapWork final : public PoolWork {
   void fail_remaining(int pid, int exitcode) override {
     const std::size_t need = needed_chunks();
     for (std::size_t c = 0; c < need; ++c) {
-      if (reported_[c]) continue;
+      if (is_reported(c)) continue;
       const std::size_t first = c * chunksize_;
       fail(first, std::make_exception_ptr(multiprocessing::WorkerLostError(first, pid, exitcode)));
       reported_[c] = true;
@@ -210,7 +215,7 @@ class MapWork final : public PoolWork {
 
   bool complete() override {
     const std::size_t need = needed_chunks();
-    while (complete_cursor_ < need && reported_[complete_cursor_]) ++complete_cursor_;
+    while (complete_cursor_ < need && is_reported(complete_cursor_)) ++complete_cursor_;
     return complete_cursor_ >= need;
   }
 
@@ -240,6 +245,9 @@ class MapWork final : public PoolWork {
       return chunk_begins_[c];
     }
   }
+  bool is_reported(std::size_t c) const {
+    return reported_[c] || chunk_done_[c].load(std::memory_order_acquire) != 0;
+  }
   std::size_t needed_chunks() const {
     const std::size_t lowest = error_.index();
     if (lowest == LowestError::kNone) return chunks_;
@@ -260,6 +268,7 @@ class MapWork final : public PoolWork {
   std::shared_ptr<void> memory_;
   Control* control_ = nullptr;
   PoolSlot* slots_ = nullptr;
+  std::atomic<std::uint8_t>* chunk_done_ = nullptr;  // set by the worker once a chunk is reported
   Out* results_ = nullptr;
   std::vector<Out> outs_;
   std::vector<bool> reported_;
