@@ -14,6 +14,7 @@ for b in build/release/bench/bench_*; do
 done
 for py in bench/*.py; do
   [ -f "$py" ] || continue
-  case "$py" in *compare.py) continue ;; esac
+  case "$py" in *compare.py | *_report.py) continue ;; esac
   python3 "$py"
 done
+python3 bench/pool_report.py

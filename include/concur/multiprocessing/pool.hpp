@@ -173,9 +173,8 @@ class MapWork final : public PoolWork {
   // --- in the caller --------------------------------------------------------
   void on_frame(int, std::span<const std::byte> frame) override {
     auto report = decode<ChunkReport>(frame);
-    if (report.chunk >= chunks_ || reported_[report.chunk]) {
-      throw FrameError("Pool: a worker reported a chunk it was not given");
-    }
+    if (report.chunk >= chunks_) throw FrameError("Pool: a worker reported a chunk that does not exist");
+    if (reported_[report.chunk]) return;  // already failed (fail_remaining): too late
     const std::size_t first = static_cast<std::size_t>(report.chunk) * chunksize_;
     for (auto& [index, type, message] : report.errors) {
       fail(static_cast<std::size_t>(index),
