@@ -33,7 +33,8 @@ const std::vector<int>& million() {
   return items;
 }
 
-int trivial(int x) { return 2 * x + 1; }
+// A lambda, as a user would write it: every implementation can inline it.
+constexpr auto trivial = [](int x) { return 2 * x + 1; };
 
 // --- map of a trivial function over 1,000,000 ints --------------------------
 
@@ -102,7 +103,7 @@ BENCHMARK(BM_Map1M_TBB)->Name("map1M/oneTBB")->UseRealTime()->Unit(benchmark::kM
 
 int g_spin_rounds = 0;
 
-double burn(int seed) {
+__attribute__((noinline)) double burn(int seed) {
   double x = seed * 1e-6 + 1.0;
   for (int i = 0; i < g_spin_rounds; ++i) x = std::sqrt(x * x + 1.0) * 0.999;
   return x;

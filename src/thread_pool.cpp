@@ -195,6 +195,18 @@ void ThreadPool::submit(Task task, Cancel cancel) {
   core_->submit(std::move(task), std::move(cancel), false);
 }
 
+bool ThreadPool::run_one_queued() {
+  Core::Entry entry;
+  {
+    std::scoped_lock guard(core_->lock);
+    if (core_->queue.empty() || core_->state == PoolState::kTerminate) return false;
+    entry = std::move(core_->queue.front());
+    core_->queue.pop_front();
+  }
+  entry.task();  // every task catches its own exceptions
+  return true;
+}
+
 std::shared_ptr<detail::TaskSink> ThreadPool::sink() const { return core_; }
 
 void ThreadPool::require_running(const char* call) const {

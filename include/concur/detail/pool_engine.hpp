@@ -64,7 +64,11 @@ class WorkerLink {
     if (timed_) slot_.since_ns.store(Deadline::monotonic_ns(), std::memory_order_relaxed);
     slot_.item.store(index, std::memory_order_release);
   }
+  // begin_item without the clock, for a pool without task_timeout.
+  void note_item(std::uint64_t index) { slot_.item.store(index, std::memory_order_relaxed); }
   void end_item() { slot_.item.store(kNoItem, std::memory_order_release); }
+  bool timed() const { return timed_; }
+  std::atomic<std::uint64_t>& item_word() { return slot_.item; }
   // Tasks (chunks) a worker runs before it ends; 0: no limit.
   int max_tasks() const { return max_tasks_; }
 

@@ -75,6 +75,39 @@ struct ApplyCall {
   }
 };
 
+// The shared block of a pool's last synchronous call, kept for the next:
+// its pages are already there, so the next call's workers write results
+// without a page fault each, and nothing is unmapped between calls. One call
+// holds it at a time; another gets a fresh mapping meanwhile.
+class SharedArena {
+ public:
+  std::shared_ptr<void> lease(std::size_t bytes) {
+    std::unique_lock guard(mutex_);
+    if (busy_ || bytes > kMaxKept) {
+      guard.unlock();
+      return map_shared(bytes);
+    }
+    if (block_ == nullptr || size_ < bytes) {
+      block_.reset();
+      block_ = map_shared(bytes);
+      size_ = bytes;
+    }
+    busy_ = true;
+    std::shared_ptr<void> block = block_;
+    return std::shared_ptr<void>(block.get(), [this, block](void*) {
+      std::scoped_lock release(mutex_);
+      busy_ = false;
+    });
+  }
+
+ private:
+  static constexpr std::size_t kMaxKept = std::size_t{64} << 20;  // larger blocks are not kept
+  std::mutex mutex_;
+  std::shared_ptr<void> block_;
+  std::size_t size_ = 0;
+  bool busy_ = false;
+};
+
 // map, starmap and apply in a process pool. FH and RH are how the callable
 // and the items are held: references for a call that waits, values for an
 // asynchronous one (its replacement workers may be forked after it returned).
@@ -97,7 +130,8 @@ class MapWork final : public PoolWork {
   static_assert(std::is_default_constructible_v<Out>,
                 "a Pool's results must be default-constructible: they cross a process boundary");
 
-  MapWork(FH f, RH items, std::size_t chunksize, int workers)
+  // arena: where to take the shared block from (null: a fresh mapping).
+  MapWork(FH f, RH items, std::size_t chunksize, int workers, SharedArena* arena = nullptr)
       : f_(std::forward<FH>(f)), items_(std::forward<RH>(items)) {
     n_ = static_cast<std::size_t>(std::ranges::distance(items_));
     chunksize_ = chunksize == 0 ? auto_chunksize(n_, static_cast<std::size_t>(workers)) : chunksize;
@@ -114,7 +148,8 @@ class MapWork final : public PoolWork {
     const std::size_t flags_offset = sizeof(Control) + sizeof(PoolSlot) * static_cast<std::size_t>(workers);
     const std::size_t control_bytes = flags_offset + chunks_;
     const std::size_t result_offset = (control_bytes + alignof(Out) - 1) / alignof(Out) * alignof(Out);
-    memory_ = map_shared(result_offset + (kTrivialOut ? n_ * sizeof(Out) : 0));
+    const std::size_t bytes = result_offset + (kTrivialOut ? n_ * sizeof(Out) : 0);
+    memory_ = arena != nullptr ? arena->lease(bytes) : map_shared(bytes);
     auto* base = static_cast<unsigned char*>(memory_.get());
     control_ = ::new (base) Control{};
     slots_ = ::new (base + sizeof(Control)) PoolSlot[static_cast<std::size_t>(workers)];
@@ -144,22 +179,7 @@ class MapWork final : public PoolWork {
       report.chunk = c;
       std::vector<Out> outs;
       if constexpr (!kTrivialOut) outs.reserve(last - first);
-      Iterator it = chunk_begin(c);
-      for (std::size_t i = first; i < last; ++i, ++it) {
-        link.begin_item(i);
-        try {
-          if constexpr (kTrivialOut) {
-            results_[i] = pool_call<kPlain>(f_, *it);
-          } else {
-            outs.push_back(pool_call<kPlain>(f_, *it));
-          }
-        } catch (...) {
-          auto [type, message] = exception_parts(std::current_exception());
-          report.errors.emplace_back(i, std::move(type), std::move(message));
-          atomic_min(control_->lowest_error, i);
-          break;
-        }
-      }
+      run_chunk(link, first, last, report, outs);
       // Trivially copyable results are already in place: a chunk without an
       // error needs no frame, its flag says it is done.
       if constexpr (!kTrivialOut) report.payload = encode_items(outs);
@@ -222,9 +242,7 @@ class MapWork final : public PoolWork {
   std::vector<Out> take() {
     if (auto e = error_.error()) std::rethrow_exception(e);
     if constexpr (kTrivialOut) {
-      std::vector<Out> out(n_);
-      if (n_ != 0) std::memcpy(static_cast<void*>(out.data()), results_, n_ * sizeof(Out));
-      return out;
+      return std::vector<Out>(results_, results_ + n_);  // one pass: no zero-fill first
     } else {
       return std::move(outs_);
     }
@@ -232,6 +250,51 @@ class MapWork final : public PoolWork {
   std::exception_ptr error() const { return error_.error(); }
 
  private:
+  // The items of one chunk. The index of the item running is published
+  // before each call (a plain store: the caller reads it only once this
+  // worker is dead); the loop is kept free of anything else so that f can
+  // be inlined and the loop vectorized where f allows.
+  void run_chunk(WorkerLink& link, std::size_t first, std::size_t last, ChunkReport& report,
+                 std::vector<Out>& outs) {
+    std::size_t i = first;
+    try {
+      Iterator it = chunk_begin(first / chunksize_);
+      if (link.timed()) {
+        for (; i < last; ++i, ++it) {
+          link.begin_item(i);
+          emit(i, pool_call<kPlain>(f_, *it), outs);
+        }
+      } else if constexpr (kTrivialOut) {
+        // Locals, so that the store of the index is the only memory traffic
+        // besides the item and its result (no member reloaded per item).
+        Out* const out = results_;
+        auto& f = f_;
+        std::atomic<std::uint64_t>& running = link.item_word();
+        for (; i < last; ++i, ++it) {
+          running.store(i, std::memory_order_relaxed);
+          out[i] = pool_call<kPlain>(f, *it);
+        }
+      } else {
+        for (; i < last; ++i, ++it) {
+          link.note_item(i);
+          emit(i, pool_call<kPlain>(f_, *it), outs);
+        }
+      }
+    } catch (...) {
+      auto [type, message] = exception_parts(std::current_exception());
+      report.errors.emplace_back(i, std::move(type), std::move(message));
+      atomic_min(control_->lowest_error, i);
+    }
+  }
+  template <class V>
+  void emit(std::size_t i, V&& value, std::vector<Out>& outs) {
+    if constexpr (kTrivialOut) {
+      results_[i] = std::forward<V>(value);
+    } else {
+      outs.push_back(std::forward<V>(value));
+    }
+  }
+
   struct Control {
     std::atomic<std::uint64_t> next_chunk{0};
     std::atomic<std::uint64_t> lowest_error{LowestError::kNone};
@@ -287,10 +350,12 @@ class PoolCore {
   const std::shared_ptr<const PoolSettings>& settings() const { return settings_; }
   int processes() const { return settings_->processes; }
   PoolSupervisor& supervisor() { return supervisor_; }
+  SharedArena& arena() { return arena_; }
 
  private:
   std::shared_ptr<const PoolSettings> settings_;
   PoolSupervisor supervisor_;
+  SharedArena arena_;
   mutable std::mutex mutex_;
   int state_ = 0;  // 0 running, 1 closed, 2 terminated
   bool joined_ = false;
@@ -398,7 +463,7 @@ class Pool {
   template <bool kPlain, class F, class R>
   auto run_now(F& f, const R& items, std::size_t chunksize) {
     const int workers = core_->processes();
-    detail::MapWork<kPlain, F&, const R&> work(f, items, chunksize, workers);
+    detail::MapWork<kPlain, F&, const R&> work(f, items, chunksize, workers, &core_->arena());
     if (work.size() != 0) {
       detail::PoolRunner runner(core_->settings(), work, workers, work.slots());
       runner.run();

@@ -124,6 +124,8 @@ class ThreadPool {
   using Cancel = detail::TaskSink::Cancel;
 
   void submit(Task task, Cancel cancel);
+  // Runs one queued task in the calling thread; false if none was queued.
+  bool run_one_queued();
   std::shared_ptr<detail::TaskSink> sink() const;
   void require_running(const char* call) const;
   std::size_t worker_count() const;
@@ -159,13 +161,16 @@ class ThreadPool {
       const std::size_t last = first + chunksize < n ? first + chunksize : n;
       auto run = [job, &f, it, first, last, on_done]() mutable {
         auto at = it;
-        for (std::size_t i = first; i < last; ++i, ++at) {
-          if (job->error.index() < i) break;
+        auto* slots = job->slots.data();
+        std::size_t i = first;
+        // A chunk that starts past a failure already found is skipped; within
+        // a chunk nothing but f runs per item, so f can be inlined and the
+        // loop vectorized where f allows.
+        if (job->error.index() >= first) {
           try {
-            job->slots[i] = call<kPlain>(f, *at);
+            for (; i < last; ++i, ++at) slots[i] = call<kPlain>(f, *at);
           } catch (...) {
             job->error.record(i, std::current_exception());
-            break;
           }
         }
         if (job->finish_chunk()) on_done(*job);
@@ -184,6 +189,10 @@ class ThreadPool {
   auto run_map(F& f, const R& items, std::size_t chunksize) {
     require_running(kPlain ? "ThreadPool.map()" : "ThreadPool.starmap()");
     auto job = start_map<kPlain>(f, items, chunksize, [](auto&) {});
+    // The caller helps: it runs queued chunks itself instead of sleeping
+    // while the workers wake up (as a TBB or OpenMP caller does).
+    while (!job->done.is_set() && run_one_queued()) {
+    }
     job->done.wait();
     if (auto e = job->error.error()) std::rethrow_exception(e);
     return detail::take_results<typename std::decay_t<decltype(*job)>::value_type>(job->slots);
