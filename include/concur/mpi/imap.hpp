@@ -6,7 +6,10 @@
 #include <deque>
 #include <exception>
 #include <iterator>
+#include <algorithm>
 #include <map>
+#include <optional>
+#include <stdexcept>
 #include <memory>
 #include <ranges>
 #include <string>
@@ -47,11 +50,10 @@ class IMapRange {
       return *this;
     }
     void operator++(int) { ++*this; }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) {
-      return it.range_ == nullptr || it.range_->current_ == nullptr;
-    }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.finished(); }
 
    private:
+    bool finished() const { return range_ == nullptr || range_->current_ == nullptr; }
     IMapRange* range_ = nullptr;
   };
 

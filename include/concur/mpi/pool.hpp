@@ -21,6 +21,7 @@
 #include "concur/detail/result_state.hpp"
 #include "concur/errors.hpp"
 #include "concur/multiprocessing/async_result.hpp"
+#include "concur/multiprocessing/pool.hpp"
 #include "concur/multiprocessing/pool_imap.hpp"
 #include "concur/multiprocessing/transfer.hpp"
 
@@ -124,7 +125,8 @@ class Engine {
   int size_ = 1;
   bool finalize_ = false;
   bool stopped_ = false;
-  void* comm_ = nullptr;  // an MPI_Comm, kept out of this header
+  void* comm_ = nullptr;    // an MPI_Comm, kept out of this header
+  void* outbox_ = nullptr;  // tasks still being sent
 };
 
 }  // namespace concur::mpi::detail
@@ -225,6 +227,8 @@ class Pool {
 
   // No more calls; the serving ranks return from serve().
   void close();
+  // For tests: the messages themselves.
+  detail::Engine& engine_for_testing() { return *engine_; }
   // Waits for the serving ranks to be told to stop; only after close().
   void join();
 
@@ -303,4 +307,4 @@ class Pool {
 
 }  // namespace concur::mpi
 
-#include "concur/mpi/imap.hpp"
+#include "concur/mpi/imap.hpp"  // IWYU pragma: export

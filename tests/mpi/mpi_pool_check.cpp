@@ -1,0 +1,187 @@
+// The rules of concur::mpi::Pool, run under mpirun (-np 3 and -np 1, see
+// tests/CMakeLists.txt): every rank makes the pool, the serving ranks call
+// serve(), rank 0 runs these tests with GoogleTest and then closes the pool.
+#include <gtest/gtest.h>
+
+#include <ranges>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "concur/errors.hpp"
+#include "concur/mpi.hpp"
+
+namespace {
+
+namespace mp = concur::multiprocessing;
+concur::mpi::Pool* g_pool = nullptr;
+
+int square(int x) { return x * x; }
+std::string shout(const std::string& s) { return s + "!"; }
+int fails_at_7(int x) {
+  if (x == 7 || x == 9) throw std::domain_error("no " + std::to_string(x));
+  return x;
+}
+struct Scale {  // a default-constructible function object
+  double operator()(double x) const { return 2.5 * x; }
+};
+struct Named {
+  std::string name;
+  std::vector<int> values;
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(name, values);
+  }
+};
+
+std::vector<int> iota(int n) {
+  std::vector<int> v(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) v[static_cast<std::size_t>(i)] = i;
+  return v;
+}
+
+TEST(MpiPool, SizeIsTheNumberOfServingRanks) {
+  EXPECT_TRUE(g_pool->is_master());
+  EXPECT_GE(g_pool->size(), 0);
+}
+
+TEST(MpiPool, MapOfAFunctionInOrder) {
+  const auto out = g_pool->map(square, iota(1000));
+  ASSERT_EQ(out.size(), 1000u);
+  for (int i = 0; i < 1000; ++i) EXPECT_EQ(out[static_cast<std::size_t>(i)], i * i);
+}
+
+TEST(MpiPool, MapOfACapturelessLambdaAndAFunctionObject) {
+  const auto out = g_pool->map([](int x) { return x + 1; }, iota(100), 7);
+  EXPECT_EQ(out[99], 100);
+  const auto scaled = g_pool->map(Scale{}, std::vector<double>{1.0, 2.0, 4.0});
+  EXPECT_EQ(scaled, (std::vector<double>{2.5, 5.0, 10.0}));
+}
+
+TEST(MpiPool, EmptyInputAndChunkSizes) {
+  EXPECT_TRUE(g_pool->map(square, std::vector<int>{}).empty());
+  EXPECT_EQ(g_pool->map(square, iota(10), 1)[9], 81);
+  EXPECT_EQ(g_pool->map(square, iota(10), 1000)[9], 81);
+}
+
+TEST(MpiPool, StringsVectorsAndUserTypes) {
+  const auto out = g_pool->map(shout, std::vector<std::string>{"a", "bb", "ccc"});
+  EXPECT_EQ(out, (std::vector<std::string>{"a!", "bb!", "ccc!"}));
+  const auto named = g_pool->map([](int n) { return Named{"n" + std::to_string(n), {n, n}}; }, iota(5));
+  EXPECT_EQ(named[4].name, "n4");
+  EXPECT_EQ(named[4].values, (std::vector<int>{4, 4}));
+}
+
+TEST(MpiPool, Starmap) {
+  const std::vector<std::tuple<int, int>> pairs{{1, 2}, {3, 4}, {5, 6}};
+  EXPECT_EQ(g_pool->starmap([](int a, int b) { return a * b; }, pairs), (std::vector<int>{2, 12, 30}));
+}
+
+TEST(MpiPool, AnExceptionReachesRankZeroForTheLowestIndex) {
+  try {
+    g_pool->map(fails_at_7, iota(20), 3);
+    FAIL() << "map should have thrown";
+  } catch (const mp::RemoteError& e) {
+    EXPECT_EQ(e.index(), 7u);
+    EXPECT_EQ(e.type_name(), "std::domain_error");
+    EXPECT_EQ(e.message(), "no 7");
+  }
+  EXPECT_EQ(g_pool->map(square, iota(3))[2], 4);  // still usable
+}
+
+TEST(MpiPool, ApplyAndAsync) {
+  EXPECT_EQ(g_pool->apply([](int a, int b) { return a - b; }, 10, 4), 6);
+  auto r = g_pool->apply_async(square, 12);
+  EXPECT_EQ(r.get(), 144);
+  auto m = g_pool->map_async(square, iota(50));
+  EXPECT_TRUE(m.ready());
+  EXPECT_EQ(m.get()[49], 49 * 49);
+  auto bad = g_pool->map_async(fails_at_7, iota(10));
+  EXPECT_FALSE(bad.successful());
+  EXPECT_THROW(bad.get(), mp::RemoteError);
+}
+
+TEST(MpiPool, ImapInOrderAndUnordered) {
+  std::vector<int> ordered;
+  for (int v : g_pool->imap(square, iota(100), 4)) ordered.push_back(v);
+  ASSERT_EQ(ordered.size(), 100u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(ordered[static_cast<std::size_t>(i)], i * i);
+  std::multiset<int> unordered;
+  for (int v : g_pool->imap_unordered(square, iota(100))) unordered.insert(v);
+  EXPECT_EQ(unordered.size(), 100u);
+  EXPECT_EQ(*unordered.rbegin(), 99 * 99);
+}
+
+TEST(MpiPool, ImapOverAnEndlessLazyInputStopsEarly) {
+  long long sum = 0;
+  int taken = 0;
+  for (long long v : g_pool->imap([](long long x) { return x * 2; }, std::views::iota(0LL), 16)) {
+    sum += v;
+    if (++taken == 500) break;
+  }
+  EXPECT_EQ(sum, 249500);
+  EXPECT_EQ(g_pool->map(square, iota(4))[3], 9);  // replies still due were drained
+}
+
+TEST(MpiPool, ImapErrorsAtTheirItem) {
+  int ok = 0;
+  int failed = 0;
+  auto results = g_pool->imap(fails_at_7, iota(12), 2);
+  for (auto it = results.begin(); it != results.end(); ++it) {
+    try {
+      (void)*it;
+      ++ok;
+    } catch (const mp::RemoteError& e) {
+      EXPECT_TRUE(e.index() == 7 || e.index() == 9);
+      ++failed;
+    }
+  }
+  EXPECT_EQ(ok, 10);
+  EXPECT_EQ(failed, 2);
+}
+
+TEST(MpiPool, LargeItemsStream) {
+  const std::vector<std::string> big{std::string(24u << 20, 'x'), std::string(3u << 20, 'y')};
+  const auto sizes = g_pool->map([](const std::string& s) { return s.size(); }, big, 1);
+  EXPECT_EQ(sizes, (std::vector<std::size_t>{24u << 20, 3u << 20}));
+}
+
+TEST(MpiPool, ARankThatCannotResolveATaskAnswersWithAClearError) {
+  if (g_pool->size() == 0) GTEST_SKIP() << "no serving rank with -np 1";
+  auto& engine = g_pool->engine_for_testing();
+  engine.send_task(1, 0x1234567890abcdefull, "", 0, 0, "");
+  try {
+    engine.next_reply();
+    FAIL() << "next_reply should have thrown";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("no task of this kind"), std::string::npos) << e.what();
+  }
+  // A function pointer that does not point into code is refused before sending.
+  EXPECT_THROW((void)concur::mpi::detail::function_to_wire(&engine), std::invalid_argument);
+  EXPECT_EQ(g_pool->map(square, iota(3))[2], 4);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  concur::mpi::Pool pool;
+  if (!pool.is_master()) return pool.serve();
+  g_pool = &pool;
+  ::testing::InitGoogleTest(&argc, argv);
+  const int rc = RUN_ALL_TESTS();
+  pool.close();
+  bool refused = false;
+  try {
+    pool.map(square, iota(2));
+  } catch (const std::invalid_argument&) {
+    refused = true;
+  }
+  if (!refused) {
+    std::fprintf(stderr, "FAILED: map after close() was not refused\n");
+    return 1;
+  }
+  pool.join();
+  return rc;
+}
