@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include <climits>
+#include <cstdio>
 #include <list>
 #include <vector>
 #include <cstring>
@@ -275,6 +276,12 @@ Engine::Engine() {
 }
 
 Engine::~Engine() {
+  if (broken_) {
+    // A serving rank did not answer within the timeout: it cannot be told
+    // to stop, and MPI_Finalize would wait for it. End the job.
+    std::fprintf(stderr, "mpi::Pool: a rank did not reply; ending the MPI job (MPI_Abort)\n");
+    MPI_Abort(comm_of(comm_), 1);
+  }
   try {
     if (rank_ == 0) stop_workers();
   } catch (...) {
@@ -337,6 +344,7 @@ Engine::Reply Engine::next_reply() {
       return reply;
     }
     if (std::chrono::steady_clock::now() > deadline) {
+      broken_ = true;
       throw std::runtime_error("mpi::Pool: no rank replied for " + std::to_string(timeout.count()) +
                                " s; a rank may have died (set_timeout() changes the bound)");
     }

@@ -3,6 +3,9 @@
 // serve(), rank 0 runs these tests with GoogleTest and then closes the pool.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <ranges>
 #include <set>
 #include <stdexcept>
@@ -161,6 +164,26 @@ TEST(MpiPool, ARankThatCannotResolveATaskAnswersWithAClearError) {
   // A function pointer that does not point into code is refused before sending.
   EXPECT_THROW((void)concur::mpi::detail::function_to_wire(&engine), std::invalid_argument);
   EXPECT_EQ(g_pool->map(square, iota(3))[2], 4);
+}
+
+// The network namespace a rank runs in: in tests/mpi/cross_host.sh each
+// "host" is one.
+std::string net_namespace(int) {
+  char link[256] = {};
+  const ssize_t n = ::readlink("/proc/self/ns/net", link, sizeof link - 1);
+  return n > 0 ? std::string(link, static_cast<std::size_t>(n)) : std::string("?");
+}
+
+TEST(MpiPool, RanksRunWhereTheyWereStarted) {
+  const auto where = g_pool->map(net_namespace, iota(64), 1);
+  const std::set<std::string> hosts(where.begin(), where.end());
+  std::printf("serving ranks ran in %zu network namespace(s); rank 0 in %s\n", hosts.size(),
+              net_namespace(0).c_str());
+  if (const char* expect = std::getenv("CONCUR_EXPECT_HOSTS")) {
+    // Every serving rank is on a host of its own, none on rank 0's.
+    EXPECT_EQ(static_cast<int>(hosts.size()), std::atoi(expect) - 1);
+    EXPECT_EQ(hosts.count(net_namespace(0)), 0u);
+  }
 }
 
 }  // namespace

@@ -125,6 +125,7 @@ class Engine {
   int size_ = 1;
   bool finalize_ = false;
   bool stopped_ = false;
+  bool broken_ = false;  // a reply never came: the job cannot end cleanly
   void* comm_ = nullptr;    // an MPI_Comm, kept out of this header
   void* outbox_ = nullptr;  // tasks still being sent
 };
