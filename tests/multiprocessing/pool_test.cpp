@@ -105,6 +105,15 @@ TEST_F(PoolTest, MapOfVectorsAndUserTypes) {
   EXPECT_EQ(points[49].y, 24.5);
 }
 
+TEST_F(PoolTest, BoolResultsFromMapAndImap) {
+  mp::Pool pool(2);
+  const auto even = pool.map([](int x) { return x % 2 == 0; }, iota(9));
+  EXPECT_EQ(even, (std::vector<bool>{true, false, true, false, true, false, true, false, true}));
+  int count = 0;
+  for (bool b : pool.imap([](int x) { return x % 3 == 0; }, iota(9))) count += b ? 1 : 0;
+  EXPECT_EQ(count, 3);
+}
+
 TEST_F(PoolTest, StarmapUnpacksTuples) {
   mp::Pool pool(2);
   const std::vector<std::tuple<int, std::string>> args{{1, "a"}, {2, "b"}, {3, "c"}};

@@ -38,6 +38,13 @@ TEST(ThreadPool, MapReturnsResultsInOrder) {
   for (int i = 0; i < 1000; ++i) EXPECT_EQ(out[i], i * i);
 }
 
+TEST(ThreadPool, BoolResultsFromImap) {
+  mp::ThreadPool pool(2);
+  int count = 0;
+  for (bool b : pool.imap([](int x) { return x % 3 == 0; }, iota(9))) count += b ? 1 : 0;
+  EXPECT_EQ(count, 3);
+}
+
 TEST(ThreadPool, MapOverEmptyInput) {
   mp::ThreadPool pool(2);
   EXPECT_TRUE(pool.map([](int x) { return x; }, std::vector<int>{}).empty());

@@ -31,7 +31,7 @@ class IMapRange {
 
   struct Chunk {
     std::uint64_t first = 0;
-    std::vector<Out> outs;
+    std::deque<Out> outs;  // a deque: bool results stay addressable
     std::vector<std::exception_ptr> errors;
     bool done = false;
   };

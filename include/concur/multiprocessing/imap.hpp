@@ -37,7 +37,7 @@ class IMapRange {
 
   struct Chunk {
     std::vector<Item> inputs;
-    std::vector<detail::ResultSlot<Out>> outputs;
+    std::deque<detail::ResultSlot<Out>> outputs;  // a deque: bool results stay addressable
     std::vector<std::pair<std::size_t, std::exception_ptr>> errors;  // by position, ascending
     threading::Event done;
   };

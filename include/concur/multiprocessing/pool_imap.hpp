@@ -110,7 +110,7 @@ class PoolIMapRange {
     std::uint64_t id = 0;
     std::uint64_t first = 0;
     std::vector<Item> items;
-    std::vector<Out> outs;
+    std::deque<Out> outs;  // a deque: bool results stay addressable
     std::vector<std::exception_ptr> errors;
     std::size_t pending = 0;
   };
