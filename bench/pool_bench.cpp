@@ -17,6 +17,7 @@
 #include <tbb/blocked_range.h>
 #include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
+#include <tbb/task_group.h>
 #endif
 
 namespace {
@@ -188,6 +189,38 @@ void BM_SmallCalls_ThreadPool(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_SmallCalls_ThreadPool)->Name("small_map100/concur::ThreadPool")->UseRealTime()->Unit(benchmark::kMicrosecond)->Iterations(1000);
+
+// --- per-task overhead: 10,000 independent tiny tasks, then wait for all ---
+
+constexpr int kTasks = 10'000;
+
+void BM_Tasks_ThreadPool(benchmark::State& state) {
+  mp::ThreadPool pool(kWorkers);
+  std::vector<mp::AsyncResult<int>> results;
+  results.reserve(kTasks);
+  for (auto _ : state) {
+    results.clear();
+    for (int i = 0; i < kTasks; ++i) results.push_back(pool.apply_async(trivial, i));
+    for (auto& r : results) benchmark::DoNotOptimize(r.get());
+  }
+  state.SetItemsProcessed(state.iterations() * kTasks);
+}
+BENCHMARK(BM_Tasks_ThreadPool)->Name("tasks10k/concur::ThreadPool")->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+#ifdef CONCUR_HAVE_TBB
+void BM_Tasks_TBB(benchmark::State& state) {
+  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, kWorkers);
+  std::vector<int> out(kTasks);
+  for (auto _ : state) {
+    tbb::task_group group;
+    for (int i = 0; i < kTasks; ++i) group.run([&out, i] { out[static_cast<std::size_t>(i)] = trivial(i); });
+    group.wait();
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(state.iterations() * kTasks);
+}
+BENCHMARK(BM_Tasks_TBB)->Name("tasks10k/oneTBB task_group")->UseRealTime()->Unit(benchmark::kMicrosecond);
+#endif
 
 // --- a pool's whole life: construction, one map of 100 items, teardown ------
 

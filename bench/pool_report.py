@@ -59,6 +59,7 @@ def main():
     row("cpu50us/concur::ThreadPool", find(m, "cpu50us/concur::ThreadPool"), "sequential", seq_cpu, ">= 1.85 (speed-up)", "speedup")
     row("small_map100/concur::Pool", find(m, "small_map100/concur::Pool"), "CPython Pool(2)", py.get("small_map100"), ">= 10 (speed-up)", "speedup")
     row("small_map100/concur::ThreadPool", find(m, "small_map100/concur::ThreadPool"), "CPython Pool(2)", py.get("small_map100"), "", "speedup")
+    row("tasks10k/concur::ThreadPool", find(m, "tasks10k/concur::ThreadPool"), "oneTBB task_group", find(m, "tasks10k/oneTBB"), "(comparable)")
     row("lifecycle/concur::Pool", find(m, "lifecycle/concur::Pool"), "CPython Pool(2)", py.get("lifecycle"), "(speed-up)", "speedup")
     row("lifecycle/concur::ThreadPool", find(m, "lifecycle/concur::ThreadPool"), "CPython Pool(2)", py.get("lifecycle"), "(speed-up)", "speedup")
 
