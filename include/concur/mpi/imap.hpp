@@ -17,6 +17,8 @@
 #include <utility>
 #include <vector>
 
+#include "concur/detail/pull_iterator.hpp"
+
 namespace concur::mpi {
 
 // Reads the input a chunk at a time, keeps at most 2 chunks per serving
@@ -37,25 +39,7 @@ class IMapRange {
   };
 
  public:
-  class iterator {
-   public:
-    using value_type = Out;
-    using difference_type = std::ptrdiff_t;
-    using iterator_concept = std::input_iterator_tag;
-    iterator() = default;
-    explicit iterator(IMapRange* range) : range_(range) {}
-    Out& operator*() const { return range_->current(); }
-    iterator& operator++() {
-      range_->advance();
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.finished(); }
-
-   private:
-    bool finished() const { return range_ == nullptr || range_->current_ == nullptr; }
-    IMapRange* range_ = nullptr;
-  };
+  using iterator = concur::detail::PullIterator<IMapRange, Out>;
 
   IMapRange(detail::Engine& engine, std::string function, V items, std::size_t chunksize)
       : engine_(engine), function_(std::move(function)), items_(std::move(items)), chunksize_(chunksize) {
@@ -88,6 +72,8 @@ class IMapRange {
   std::default_sentinel_t end() const { return std::default_sentinel; }
 
  private:
+  friend iterator;
+  bool at_end() const { return current_ == nullptr; }
   Out& current() {
     if (auto& e = current_->errors[position_]) std::rethrow_exception(e);
     return current_->outs[position_];

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "concur/detail/map_job.hpp"
+#include "concur/detail/pull_iterator.hpp"
 #include "concur/detail/task_sink.hpp"
 #include "concur/threading/event.hpp"
 #include "concur/threading/lock.hpp"
@@ -53,27 +54,7 @@ class IMapRange {
   };
 
  public:
-  class iterator {
-   public:
-    using value_type = Out;
-    using difference_type = std::ptrdiff_t;
-    using iterator_concept = std::input_iterator_tag;
-
-    iterator() = default;
-    explicit iterator(IMapRange* range) : range_(range) {}
-
-    Out& operator*() const { return range_->current(); }
-    iterator& operator++() {
-      range_->advance();
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.finished(); }
-
-   private:
-    bool finished() const { return range_ == nullptr || range_->at_end(); }
-    IMapRange* range_ = nullptr;
-  };
+  using iterator = detail::PullIterator<IMapRange, Out>;
 
   IMapRange(F f, V items, std::size_t chunksize, std::size_t window,
             std::shared_ptr<detail::TaskSink> sink)
@@ -103,6 +84,7 @@ class IMapRange {
   std::default_sentinel_t end() const { return std::default_sentinel; }
 
  private:
+  friend iterator;
   bool at_end() const { return current_ == nullptr; }
 
   Out& current() {

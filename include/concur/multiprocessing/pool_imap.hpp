@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "concur/detail/pool_engine.hpp"
+#include "concur/detail/pull_iterator.hpp"
 #include "concur/detail/shared_block.hpp"
 #include "concur/errors.hpp"
 #include "concur/multiprocessing/transfer.hpp"
@@ -255,27 +256,7 @@ class PoolIMapRange {
   };
 
  public:
-  class iterator {
-   public:
-    using value_type = Out;
-    using difference_type = std::ptrdiff_t;
-    using iterator_concept = std::input_iterator_tag;
-
-    iterator() = default;
-    explicit iterator(PoolIMapRange* range) : range_(range) {}
-
-    Out& operator*() const { return range_->current(); }
-    iterator& operator++() {
-      range_->advance();
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.finished(); }
-
-   private:
-    bool finished() const { return range_ == nullptr || range_->current_ == nullptr; }
-    PoolIMapRange* range_ = nullptr;
-  };
+  using iterator = detail::PullIterator<PoolIMapRange, Out>;
 
   PoolIMapRange(F f, V items, std::size_t chunksize,
                 std::shared_ptr<const detail::PoolSettings> settings)
@@ -314,6 +295,8 @@ class PoolIMapRange {
   std::default_sentinel_t end() const { return std::default_sentinel; }
 
  private:
+  friend iterator;
+  bool at_end() const { return current_ == nullptr; }
   Out& current() {
     if (auto& e = current_->errors[position_]) std::rethrow_exception(e);
     return current_->outs[position_];
