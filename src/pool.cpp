@@ -346,7 +346,20 @@ struct PoolSupervisor::State {
   }
 
   void start_thread() {
-    if (!thread.joinable()) thread = std::thread([this] { loop(); });
+    if (thread.joinable()) return;
+    // The supervisor blocks every signal, so that signals go to the
+    // program's own threads (docs/guarantees.md, "Signals").
+    sigset_t all;
+    sigset_t old;
+    ::sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &old);
+    try {
+      thread = std::thread([this] { loop(); });
+    } catch (...) {
+      ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+      throw;
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   }
 
   // Jobs that may fork now: at most `processes` calls run at once.
