@@ -95,11 +95,11 @@ void dump_threads() {
 
 // Activity 1: a producer process puts numbered items into a Queue; two
 // consumer threads here take them; every number arrives exactly once.
-void queue_pipeline(Soak& soak, unsigned seed) {
+[[maybe_unused]] void queue_pipeline(Soak& soak, unsigned seed) {
   mp::Queue<std::pair<long, long>> q(64);
   mp::Event producer_stop;
   auto produced = mp::Value<long>(0);
-  mp::Process producer([q, producer_stop, produced, seed]() mutable {
+  mp::Process producer(mp::ProcessOptions{"soak-producer", true}, [q, producer_stop, produced, seed]() mutable {
     Jitter jitter(seed);
     long n = 0;
     while (!producer_stop.is_set()) {
@@ -150,30 +150,32 @@ void queue_pipeline(Soak& soak, unsigned seed) {
   if (producer.exitcode() != 0) soak.fail("queue: the producer ended with " + std::to_string(producer.exitcode().value_or(-1)));
 }
 
-// Activity 2: threads increment a counter under a Lock, an RLock taken
-// twice, and a Semaphore(1); the counter equals the sum of increments.
+// Activity 2: threads increment three counters, each under its own lock:
+// a Lock, an RLock taken twice, and a Semaphore(1); each counter equals the
+// increments made under its lock.
 void lock_counters(Soak& soak, unsigned seed) {
   th::Lock lock;
   th::RLock rlock;
   th::Semaphore sem(1);
-  long counter = 0;
-  std::atomic<long> increments{0};
+  long counters[3] = {0, 0, 0};
+  std::atomic<long> increments[3] = {0, 0, 0};
   std::vector<std::thread> threads;
   threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       Jitter jitter(seed + static_cast<unsigned>(t));
       while (!soak.stop.load(std::memory_order_relaxed)) {
-        switch (jitter.next(3)) {
+        const unsigned which = jitter.next(3);
+        switch (which) {
           case 0: {
             std::scoped_lock guard(lock);
-            ++counter;
+            ++counters[0];
             break;
           }
           case 1: {
             std::scoped_lock outer(rlock);
             std::scoped_lock inner(rlock);
-            ++counter;
+            ++counters[1];
             break;
           }
           default: {
@@ -181,18 +183,24 @@ void lock_counters(Soak& soak, unsigned seed) {
               soak.fail("semaphore: acquire timed out");
               return;
             }
-            ++counter;
+            ++counters[2];
             sem.release();
           }
         }
-        increments.fetch_add(1, std::memory_order_relaxed);
+        increments[which].fetch_add(1, std::memory_order_relaxed);
         soak.tick();
         jitter();
       }
     });
   }
   for (auto& t : threads) t.join();
-  if (counter != increments.load()) soak.fail("locks: counter " + std::to_string(counter) + " != " + std::to_string(increments.load()));
+  const char* names[3] = {"Lock", "RLock", "Semaphore"};
+  for (int i = 0; i < 3; ++i) {
+    if (counters[i] != increments[i].load()) {
+      soak.fail(std::string(names[i]) + ": counter " + std::to_string(counters[i]) + " != " +
+                std::to_string(increments[i].load()));
+    }
+  }
 }
 
 // Activity 3: a bounded buffer on a Condition, two producers, two consumers;
@@ -248,7 +256,7 @@ void condition_buffer(Soak& soak, unsigned seed) {
 
 // Activity 4: process Pool maps and ThreadPool maps of random sizes, with a
 // worker that sometimes kills itself (WorkerLostError at exactly that item).
-void pools(Soak& soak, unsigned seed) {
+[[maybe_unused]] void pools(Soak& soak, unsigned seed) {
   Jitter jitter(seed);
   mp::Pool pool(2);
   mp::ThreadPool threads(3);
@@ -283,12 +291,27 @@ void pools(Soak& soak, unsigned seed) {
   }
 }
 
+// Activity 4, under ThreadSanitizer: the ThreadPool part of `pools`.
+[[maybe_unused]] void thread_pool_only(Soak& soak, unsigned seed) {
+  Jitter jitter(seed);
+  mp::ThreadPool threads(3);
+  while (!soak.stop.load(std::memory_order_relaxed)) {
+    const int n = static_cast<int>(jitter.next(2000)) + 1;
+    std::vector<int> items(static_cast<std::size_t>(n));
+    std::iota(items.begin(), items.end(), 0);
+    const auto out = threads.map_async([](int x) { return x + 1; }, items).get(std::chrono::seconds(10));
+    if (out.back() != n) soak.fail("threadpool: wrong result");
+    soak.tick();
+    jitter();
+  }
+}
+
 // Activity 5: a Barrier shared with a child process, cycle after cycle, with
 // an mp::Event to end it.
-void barrier_cycles(Soak& soak) {
+[[maybe_unused]] void barrier_cycles(Soak& soak) {
   mp::Barrier barrier(2);
   mp::Event done;
-  mp::Process child([barrier, done]() mutable {
+  mp::Process child(mp::ProcessOptions{"soak-barrier", true}, [barrier, done]() mutable {
     while (!done.is_set()) {
       try {
         barrier.wait(std::chrono::seconds(10));
@@ -321,11 +344,20 @@ TEST_F(Soaking, EverythingAtOnceKeepsItsInvariants) {
   Soak soak;
   std::vector<std::thread> activities;
   activities.reserve(5);
-  activities.emplace_back([&] { queue_pipeline(soak, seed); });
   activities.emplace_back([&] { lock_counters(soak, seed + 1); });
   activities.emplace_back([&] { condition_buffer(soak, seed + 2); });
+#if defined(__SANITIZE_THREAD__)
+  // ThreadSanitizer does not support fork() while other threads run: a
+  // child can stop for good on a lock of TSan's own runtime that another
+  // thread held at the fork (seen here: a forked producer asleep in a futex
+  // of the runtime). Under TSan the soak runs its thread activities and a
+  // ThreadPool only; the release and ASan builds run everything.
+  activities.emplace_back([&] { thread_pool_only(soak, seed + 3); });
+#else
+  activities.emplace_back([&] { queue_pipeline(soak, seed); });
   activities.emplace_back([&] { pools(soak, seed + 3); });
   activities.emplace_back([&] { barrier_cycles(soak); });
+#endif
 
   // The watchdog: the run's clock, and progress checked every second.
   const auto end = Clock::now() + std::chrono::seconds(seconds);
