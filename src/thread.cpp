@@ -98,7 +98,7 @@ std::string new_name(const char* prefix, std::atomic<unsigned>& counter) {
   return prefix + std::to_string(counter.fetch_add(1, std::memory_order_relaxed) + 1);
 }
 
-std::int64_t gettid_now() { return static_cast<std::int64_t>(::syscall(SYS_gettid)); }
+std::int64_t gettid_now() { return ::gettid(); }
 std::uint64_t ident_now() { return static_cast<std::uint64_t>(::pthread_self()); }
 
 // The calling thread's state. It lives as long as the thread's thread_local
