@@ -66,6 +66,25 @@ TEST_F(PoolTest, MapReturnsResultsInOrder) {
   for (int i = 0; i < 10000; ++i) ASSERT_EQ(out[i], i * i);
 }
 
+// map keeps the results' buffer out of its workers while they run
+// (MADV_DONTFORK); once it returns, the buffer is ordinary memory again:
+// children forked later (and the next map's workers) see it whole.
+TEST_F(PoolTest, MapResultsAreInheritedByLaterChildren) {
+  mp::Pool pool(2);
+  const auto first = pool.map([](int x) { return 3 * x; }, iota(200000));
+  const auto second = pool.map([&first](int x) { return first[static_cast<std::size_t>(x)] + 1; },
+                               iota(200000));
+  for (int i = 0; i < 200000; ++i) ASSERT_EQ(second[i], 3 * i + 1);
+  mp::Process child([&first] {
+    long long sum = 0;
+    for (int v : first) sum += v;
+    if (sum != 3LL * 199999 * 200000 / 2) std::_Exit(3);
+  });
+  child.start();
+  ASSERT_TRUE(child.join(kTestTimeout));
+  EXPECT_EQ(child.exitcode(), 0);
+}
+
 TEST_F(PoolTest, MapRunsInOtherProcesses) {
   mp::Pool pool(2);
   const auto pids = pool.map([](int) { return static_cast<int>(::getpid()); }, iota(100), 1);

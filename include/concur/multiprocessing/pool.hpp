@@ -145,14 +145,15 @@ class MapWork final : public PoolWork {
         std::ranges::advance(it, static_cast<std::ptrdiff_t>(std::min(chunksize_, n_ - c * chunksize_)));
       }
     }
-    const std::size_t flags_offset = sizeof(Control) + sizeof(PoolSlot) * static_cast<std::size_t>(workers);
+    constexpr std::size_t slots_offset = (sizeof(Control) + alignof(PoolSlot) - 1) / alignof(PoolSlot) * alignof(PoolSlot);
+    const std::size_t flags_offset = slots_offset + sizeof(PoolSlot) * static_cast<std::size_t>(workers);
     const std::size_t control_bytes = flags_offset + chunks_;
     const std::size_t result_offset = (control_bytes + alignof(Out) - 1) / alignof(Out) * alignof(Out);
     const std::size_t bytes = result_offset + (kTrivialOut ? n_ * sizeof(Out) : 0);
     memory_ = arena != nullptr ? arena->lease(bytes) : map_shared(bytes);
     auto* base = static_cast<unsigned char*>(memory_.get());
     control_ = ::new (base) Control{};
-    slots_ = ::new (base + sizeof(Control)) PoolSlot[static_cast<std::size_t>(workers)];
+    slots_ = ::new (base + slots_offset) PoolSlot[static_cast<std::size_t>(workers)];
     chunk_done_ = ::new (base + flags_offset) std::atomic<std::uint8_t>[chunks_];
     if constexpr (kTrivialOut) {
       results_ = reinterpret_cast<Out*>(base + result_offset);
@@ -178,7 +179,14 @@ class MapWork final : public PoolWork {
       ChunkReport report;
       report.chunk = c;
       std::vector<Out> outs;
-      if constexpr (!kTrivialOut) outs.reserve(last - first);
+      if constexpr (kTrivialOut) {
+        // A forked worker has none of the shared block's page-table
+        // entries: map the chunk's result pages in one call, not one fault
+        // each.
+        prefault_for_writing(results_ + first, (last - first) * sizeof(Out));
+      } else {
+        outs.reserve(last - first);
+      }
       run_chunk(link, first, last, report, outs);
       // Trivially copyable results are already in place: a chunk without an
       // error needs no frame, its flag says it is done.
@@ -238,11 +246,17 @@ class MapWork final : public PoolWork {
     return complete_cursor_ >= need;
   }
 
-  // After complete(): the results, or the lowest failure.
-  std::vector<Out> take() {
+  // After complete(): the results, or the lowest failure. `into`: where
+  // trivially copyable results go, its capacity reserved before the workers
+  // were forked (see Pool::run_now).
+  std::vector<Out> take(std::vector<Out> into = {}) {
     if (auto e = error_.error()) std::rethrow_exception(e);
     if constexpr (kTrivialOut) {
-      return std::vector<Out>(results_, results_ + n_);  // one pass: no zero-fill first
+      if constexpr (!std::is_same_v<Out, bool>) {  // std::vector<bool> has no data()
+        if (into.capacity() >= n_) prefault_for_writing(into.data(), n_ * sizeof(Out));
+      }
+      into.assign(results_, results_ + n_);  // one pass: no zero-fill first
+      return into;
     } else {
       return std::move(outs_);
     }
@@ -463,12 +477,24 @@ class Pool {
   template <bool kPlain, class F, class R>
   auto run_now(F& f, const R& items, std::size_t chunksize) {
     const int workers = core_->processes();
-    detail::MapWork<kPlain, F&, const R&> work(f, items, chunksize, workers, &core_->arena());
+    using Work = detail::MapWork<kPlain, F&, const R&>;
+    using Out = typename Work::Out;
+    Work work(f, items, chunksize, workers, &core_->arena());
+    std::vector<Out> results;
     if (work.size() != 0) {
+      // The results' buffer is made before the workers are forked, and kept
+      // out of them: filling it after they are gone then costs no
+      // copy-on-write fault per page.
+      void* buffer = nullptr;
+      if constexpr (Work::kTrivialOut && !std::is_same_v<Out, bool>) {
+        results.reserve(work.size());
+        buffer = results.data();
+      }
+      detail::HiddenFromFork hidden(buffer, results.capacity() * sizeof(Out));
       detail::PoolRunner runner(core_->settings(), work, workers, work.slots());
       runner.run();
     }
-    return work.take();
+    return work.take(std::move(results));
   }
 
   template <bool kPlain, class Result, class F, class R>
