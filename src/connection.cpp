@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include "concur/errors.hpp"
+#include "fault_injection.hpp"
 
 namespace concur::detail {
 
@@ -156,7 +157,8 @@ namespace concur::multiprocessing::detail_pipe {
 std::pair<std::shared_ptr<concur::detail::Endpoint>, std::shared_ptr<concur::detail::Endpoint>>
 make_pipe(bool duplex) {
   int fds[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+  if (concur::detail::fault::inject(concur::detail::fault::Call::kSocketpair) ||
+      ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
     throw std::system_error(errno, std::generic_category(), "Pipe(): socketpair() failed");
   }
   if (!duplex) {

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include "fault_injection.hpp"
 
 namespace concur::detail {
 
@@ -68,8 +69,10 @@ WaitResult futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected, 
   // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, so a wait
   // that is interrupted and resumed keeps its original bound.
   const long rc =
-      ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), op(FUTEX_WAIT_BITSET, scope),
-                expected, abs, nullptr, FUTEX_BITSET_MATCH_ANY);
+      fault::inject(fault::Call::kFutexWait)
+          ? -1
+          : ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word),
+                      op(FUTEX_WAIT_BITSET, scope), expected, abs, nullptr, FUTEX_BITSET_MATCH_ANY);
   if (rc == 0) return WaitResult::kWoken;
   switch (errno) {
     case EAGAIN:

@@ -28,6 +28,7 @@
 #include "concur/multiprocessing/pool.hpp"
 #include "concur/multiprocessing/process.hpp"
 #include "exception_text.hpp"
+#include "fault_injection.hpp"
 
 namespace concur::detail {
 
@@ -113,7 +114,16 @@ void PoolRunner::start_workers() {
     // Asked again before every fork: a small call may be done by the first
     // worker before a second is worth forking.
     if (!work_.wants_worker()) return;
-    fork_worker(position);
+    try {
+      fork_worker(position);
+    } catch (const std::system_error&) {
+      // Out of processes, memory or descriptors (EAGAIN, ENOMEM, EMFILE):
+      // the workers that run carry on, and forking is tried again after
+      // each of them ends. With none running, the call fails with the
+      // error instead of waiting for resources that may never come.
+      if (live_count() == 0) throw;
+      return;
+    }
   }
 }
 
@@ -335,7 +345,7 @@ bool PoolRunner::send(int position, std::span<const std::byte> frame) {
 
 struct PoolSupervisor::State {
   explicit State(std::shared_ptr<const PoolSettings> s) : settings(std::move(s)) {
-    wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    wake_fd = fault::inject(fault::Call::kEventfd) ? -1 : ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wake_fd < 0) throw std::system_error(errno, std::generic_category(), "Pool: eventfd");
   }
   ~State() { ::close(wake_fd); }
@@ -476,7 +486,14 @@ void PoolSupervisor::submit(Job job) {
       state_->queued.empty()) {
     // Forked here, in the caller's thread, while the state is the call's.
     guard.unlock();
-    job.runner->start_workers();
+    try {
+      job.runner->start_workers();
+    } catch (...) {
+      // No worker could be forked: the result carries the error, as every
+      // other failure of an asynchronous call.
+      job.fail(std::current_exception());
+      return;
+    }
     guard.lock();
     state_->running.push_back(std::move(job));
   } else {

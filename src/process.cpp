@@ -38,6 +38,7 @@
 
 #include "concur/threading/thread.hpp"
 #include "exception_text.hpp"
+#include "fault_injection.hpp"
 
 namespace concur::detail {
 
@@ -73,6 +74,7 @@ namespace {
 
 using concur::detail::Deadline;
 using concur::detail::ProcessState;
+namespace fault = concur::detail::fault;
 
 // The status of a child that code outside concur reaped first.
 constexpr int kUnknownExitcode = 255;
@@ -262,7 +264,10 @@ void after_fork_in_child() {
 // ---------------------------------------------------------------------------
 // Small system helpers.
 
-int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+int pidfd_open(pid_t pid) {
+  if (fault::inject(fault::Call::kPidfdOpen)) return -1;
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
 
 bool use_pidfd() {
   int mode = g_sentinel_mode.load(std::memory_order_acquire);
@@ -525,7 +530,7 @@ void adopt_orphan(std::shared_ptr<ProcessState> s) {
     ::eventfd_write(r.reaper_wakeup, 1);
     return;
   }
-  r.reaper_wakeup = ::eventfd(0, EFD_CLOEXEC);
+  r.reaper_wakeup = fault::inject(fault::Call::kEventfd) ? -1 : ::eventfd(0, EFD_CLOEXEC);
   if (r.reaper_wakeup >= 0) {
     r.reaper_running = start_internal_thread(&reaper_main, &r);
     if (r.reaper_running) return;
@@ -546,7 +551,7 @@ void adopt_orphan(std::shared_ptr<ProcessState> s) {
 // returns.
 pid_t fork_now(const ForkPlan& plan) {
   flush_stdio();
-  const pid_t pid = ::fork();
+  const pid_t pid = fault::inject(fault::Call::kFork) ? -1 : ::fork();
   if (pid != 0) return pid;
   if (plan.for_caller) {
     if (plan.has_affinity) ::sched_setaffinity(0, sizeof plan.affinity, &plan.affinity);
@@ -769,7 +774,7 @@ void Process::start() {
   const bool pidfd = use_pidfd();
   if (!pidfd) {
     int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) {
+    if (fault::inject(fault::Call::kPipe) || ::pipe2(fds, O_CLOEXEC) != 0) {
       throw std::system_error(errno, std::generic_category(),
                               "Process.start(): cannot make the sentinel pipe");
     }
@@ -796,7 +801,9 @@ void Process::start() {
     if (sentinel < 0 && errno == ESRCH) {
       // Already reaped by code outside concur: its status is lost.
       exitcode = kUnknownExitcode;
-      sentinel = ::eventfd(1, EFD_CLOEXEC);  // readable, as a sentinel of an ended child
+      sentinel = fault::inject(fault::Call::kEventfd)
+                     ? -1
+                     : ::eventfd(1, EFD_CLOEXEC);  // readable, as a sentinel of an ended child
     }
     if (sentinel < 0) {
       const int err = errno;

@@ -67,6 +67,7 @@
 #include "concur/detail/futex.hpp"
 #include "concur/detail/lock_word.hpp"
 #include "concur/detail/spin.hpp"
+#include "fault_injection.hpp"
 
 namespace concur::detail {
 
@@ -386,17 +387,21 @@ bool wait_until_ready(Held& held, std::atomic<std::uint32_t>& word, WaiterSet& w
 }  // namespace
 
 SharedQueue::SharedQueue(std::size_t maxsize) {
-  void* control =
-      ::mmap(nullptr, sizeof(Control), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  using concur::detail::fault::Call;
+  using concur::detail::fault::inject;
+  void* control = inject(Call::kMmap) ? MAP_FAILED
+                                      : ::mmap(nullptr, sizeof(Control), PROT_READ | PROT_WRITE,
+                                               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (control == MAP_FAILED) throw_errno("Queue(): mmap of the control block failed");
-  void* ring = ::mmap(nullptr, kRingBytes, PROT_READ | PROT_WRITE,
-                      MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* ring = inject(Call::kMmap) ? MAP_FAILED
+                                   : ::mmap(nullptr, kRingBytes, PROT_READ | PROT_WRITE,
+                                            MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (ring == MAP_FAILED) {
     const int err = errno;
     ::munmap(control, sizeof(Control));
     throw std::system_error(err, std::generic_category(), "Queue(): mmap of the ring failed");
   }
-  const int fd = ::memfd_create("concur-queue", MFD_CLOEXEC);
+  const int fd = inject(Call::kMemfd) ? -1 : ::memfd_create("concur-queue", MFD_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
     ::munmap(control, sizeof(Control));

@@ -8,12 +8,15 @@
 #include <cstdint>
 #include <string>
 #include <system_error>
+#include "fault_injection.hpp"
 
 namespace concur::detail {
 
 std::shared_ptr<void> map_shared(std::size_t bytes) {
   const std::size_t length = bytes == 0 ? 1 : bytes;
-  void* p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  void* p = fault::inject(fault::Call::kMmap)
+                ? MAP_FAILED
+                : ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) {
     throw std::system_error(
         errno, std::generic_category(),

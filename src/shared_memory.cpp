@@ -12,6 +12,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <system_error>
+#include "fault_injection.hpp"
 
 namespace concur::multiprocessing {
 
@@ -69,7 +70,10 @@ SharedMemory::SharedMemory(std::string name, bool create, std::size_t size) {
         "SharedMemory(): size must be a positive number when creating a block");
   }
   const int flags = create ? (O_CREAT | O_EXCL | O_RDWR) : O_RDWR;
-  const int fd = ::shm_open(posix_name(name).c_str(), flags | O_CLOEXEC, 0600);
+  using concur::detail::fault::Call;
+  using concur::detail::fault::inject;
+  const int fd =
+      inject(Call::kShmOpen) ? -1 : ::shm_open(posix_name(name).c_str(), flags | O_CLOEXEC, 0600);
   if (fd < 0) throw_errno(errno, "SharedMemory(): shm_open(\"" + name + "\") failed");
   auto mapping = std::make_shared<Mapping>();
   mapping->name = name;
@@ -86,7 +90,9 @@ SharedMemory::SharedMemory(std::string name, bool create, std::size_t size) {
       size = static_cast<std::size_t>(st.st_size);
     }
     mapping->size = size;
-    void* addr = ::mmap(nullptr, size == 0 ? 1 : size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    void* addr = inject(Call::kMmap)
+                     ? MAP_FAILED
+                     : ::mmap(nullptr, size == 0 ? 1 : size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (addr == MAP_FAILED) {
       const int err = errno;
       if (create) ::shm_unlink(posix_name(name).c_str());
