@@ -6,7 +6,13 @@
 //     to leave a child running calls expect_children_left_running()), and no
 //     older child has become a zombie;
 //   - no descriptor is open that was not open before;
-//   - nothing new is left in /dev/shm.
+//   - nothing new is left in /dev/shm;
+//   - no more threads run in this process than before (concur's own
+//     helpers -- the reaper, the fork thread, a pool's supervisor -- end on
+//     their own once their work is done).
+// tests/hygiene_listener.cpp runs these checks around every test of every
+// test binary, fixture or not; this fixture is for tests that need the
+// opt-outs below.
 // Children are found through /proc/<pid>/stat's parent field, so children
 // forked by any thread of this process count. A new child still running
 // after the bound is killed (so it cannot spoil later tests) and reported.
@@ -112,6 +118,9 @@ inline std::map<pid_t, char> children_states() {
   return out;
 }
 
+// The threads of this process.
+inline int thread_count() { return static_cast<int>(list_dir("/proc/self/task").size()); }
+
 // The pids of our children that are zombies (ended, not reaped).
 inline std::vector<int> zombie_children() {
   std::vector<int> zombies;
@@ -132,22 +141,28 @@ class Hygiene {
     fds_ = open_fds();
     shm_ = list_dir("/dev/shm");
     children_ = children_states();
+    threads_ = thread_count();
     allow_running_ = false;
+    allow_threads_ = false;
   }
 
   // The test leaves children running on purpose: only zombies are checked.
   void expect_children_left_running() { allow_running_ = true; }
+  // The test leaves threads running on purpose (daemon threads).
+  void expect_threads_left_running() { allow_threads_ = true; }
 
   void check() {
     std::map<pid_t, char> left;
     std::set<int> new_fds;
     std::vector<std::string> new_shm;
+    int threads = 0;
     const auto deadline = std::chrono::steady_clock::now() + kSettleBound;
     for (;;) {
       left = offending_children();
       new_fds = leaked_fds();
       new_shm = leaked_shm();
-      if ((left.empty() && new_fds.empty() && new_shm.empty()) ||
+      threads = allow_threads_ ? 0 : thread_count() - threads_;
+      if ((left.empty() && new_fds.empty() && new_shm.empty() && threads <= 0) ||
           std::chrono::steady_clock::now() > deadline) {
         break;
       }
@@ -164,6 +179,7 @@ class Hygiene {
       ADD_FAILURE() << "descriptor " << fd << " leaked: " << fd_target(fd);
     }
     for (const auto& name : new_shm) ADD_FAILURE() << "left in /dev/shm: " << name;
+    if (threads > 0) ADD_FAILURE() << threads << " more thread(s) running than before the test";
   }
 
  private:
@@ -198,8 +214,14 @@ class Hygiene {
   std::set<int> fds_;
   std::set<std::string> shm_;
   std::map<pid_t, char> children_;
+  int threads_ = 0;
   bool allow_running_ = false;
+  bool allow_threads_ = false;
 };
+
+// The checks tests/hygiene_listener.cpp runs around every test; a test
+// calls its expect_* members to leave children or threads running.
+Hygiene& listener_hygiene();
 
 class HygieneTest : public ::testing::Test, protected Hygiene {
  protected:

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "concur/threading/event.hpp"
+#include "multiprocessing/hygiene.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -94,6 +95,8 @@ TEST(Timer, DestroyingARunningTimerJoinsIt) {
 }
 
 TEST(Timer, DaemonTimerMayBeDestroyedWhileWaiting) {
+  // Its thread waits on, past the test: a daemon may.
+  concur::testing::listener_hygiene().expect_threads_left_running();
   auto called = std::make_shared<std::atomic<bool>>(false);
   {
     th::Timer t(kTestTimeout, [called] { *called = true; });
