@@ -22,6 +22,9 @@ enum class PoolState { kRun, kClose, kTerminate };
 
 // About 20-50 us of pause instructions on current x86.
 constexpr int kIdleSpins = 4000;
+// After wake_idle_workers(): long enough for the caller to allocate a large
+// map's results (4 MB take ~50 us) before it queues the chunks.
+constexpr int kWokenSpins = 4 * kIdleSpins;
 
 int checked_processes(const PoolOptions& options) {
   if (options.processes < 0) {
@@ -43,8 +46,19 @@ int checked_processes(const PoolOptions& options) {
 
 }  // namespace
 
+// The pool (its Core) whose worker the calling thread is, if any.
+thread_local const void* t_worker_of = nullptr;
+
 struct ThreadPool::Core final : detail::TaskSink, std::enable_shared_from_this<Core> {
-  explicit Core(PoolOptions opts) : options(std::move(opts)), size(checked_processes(options)) {}
+  explicit Core(PoolOptions opts)
+      : options(std::move(opts)), size(checked_processes(options)), spare_cores(size < cores()) {}
+
+  // cpu_count() reads cgroup files: once per program is enough for a
+  // heuristic.
+  static int cores() {
+    static const int n = cpu_count();
+    return n;
+  }
 
   struct Entry {
     Task task;
@@ -88,6 +102,8 @@ struct ThreadPool::Core final : detail::TaskSink, std::enable_shared_from_this<C
   }
 
   void work() {
+    t_worker_of = this;
+    running_workers.fetch_add(1, std::memory_order_relaxed);
     if (options.initializer) {
       try {
         options.initializer();
@@ -98,21 +114,32 @@ struct ThreadPool::Core final : detail::TaskSink, std::enable_shared_from_this<C
       }
     }
     int done = 0;
+    int spins = kIdleSpins;
     for (;;) {
       // An idle worker looks at the queue for a few tens of microseconds
       // before it sleeps: a caller issuing maps back to back (the common
       // case) then finds it awake, as OpenMP's workers are.
-      for (int spin = 0; spin < kIdleSpins && queued.load(std::memory_order_relaxed) == 0; ++spin) {
+      for (int spin = 0; spin < spins && queued.load(std::memory_order_relaxed) == 0; ++spin) {
         detail::cpu_relax();
       }
+      spins = kIdleSpins;
       Entry entry;
       {
         std::scoped_lock guard(lock);
-        ready.wait_for([this] {
+        const unsigned seen = wake_epoch.load(std::memory_order_relaxed);
+        sleepers.fetch_add(1, std::memory_order_relaxed);
+        ready.wait_for([&] {
           return !queue.empty() || state == PoolState::kTerminate ||
-                 (state == PoolState::kClose && producers == 0);
+                 (state == PoolState::kClose && producers == 0) ||
+                 wake_epoch.load(std::memory_order_relaxed) != seen;
         });
-        if (queue.empty() || state == PoolState::kTerminate) return;
+        sleepers.fetch_sub(1, std::memory_order_relaxed);
+        if (state == PoolState::kTerminate) return;
+        if (queue.empty()) {
+          if (state == PoolState::kClose && producers == 0) return;
+          spins = kWokenSpins;  // woken ahead of a map: wait for its chunks awake
+          continue;
+        }
         entry = std::move(queue.front());
         queue.pop_front();
         queued.store(queue.size(), std::memory_order_relaxed);
@@ -128,10 +155,14 @@ struct ThreadPool::Core final : detail::TaskSink, std::enable_shared_from_this<C
 
   const PoolOptions options;
   const int size;
+  const bool spare_cores;  // fewer workers than cores: a waiting caller may run chunks too
   threading::Lock lock;
   threading::Condition ready{lock};
   std::deque<Entry> queue;
   std::atomic<std::size_t> queued{0};  // queue.size(), for idle workers to watch without the lock
+  std::atomic<int> sleepers{0};        // workers waiting on `ready`
+  std::atomic<int> running_workers{0};  // workers whose thread has started
+  std::atomic<unsigned> wake_epoch{0};  // changed by wake_idle_workers()
   std::deque<std::thread> threads;
   PoolState state = PoolState::kRun;
   int producers = 0;
@@ -221,6 +252,20 @@ bool ThreadPool::run_one_queued() {
   }
   entry.task();  // every task catches its own exceptions
   return true;
+}
+
+bool ThreadPool::caller_should_help() const {
+  if (core_->spare_cores || t_worker_of == core_.get()) return true;
+  // Stands in for a worker whose thread has not started yet: a fresh
+  // pool's first map does not wait for thread start-up.
+  return core_->running_workers.load(std::memory_order_relaxed) < core_->size;
+}
+
+void ThreadPool::wake_idle_workers() {
+  if (core_->sleepers.load(std::memory_order_relaxed) == 0) return;  // all awake: nothing to do
+  std::scoped_lock guard(core_->lock);
+  core_->wake_epoch.fetch_add(1, std::memory_order_relaxed);
+  core_->ready.notify_all();
 }
 
 std::shared_ptr<detail::TaskSink> ThreadPool::sink() const { return core_; }

@@ -353,6 +353,20 @@ TEST(ThreadPool, NestedUseFromATask) {
   EXPECT_EQ(total, 45);
 }
 
+// Every worker runs a task that maps on the same pool: the workers, waiting
+// in their own map, run the inner chunks themselves.
+TEST(ThreadPool, TasksThatMapOnTheirOwnPoolDoNotDeadlock) {
+  mp::ThreadPool pool(2);
+  auto outer = pool.map_async(
+      [&pool](int x) {
+        const auto v = pool.map([x](int y) { return x * y; }, iota(100), 1);
+        return std::accumulate(v.begin(), v.end(), 0);
+      },
+      iota(4), 1);
+  const auto sums = outer.get(kTestTimeout);
+  for (int x = 0; x < 4; ++x) EXPECT_EQ(sums[static_cast<std::size_t>(x)], x * 4950);
+}
+
 TEST(ThreadPool, ManySmallCallsFromSeveralThreads) {
   mp::ThreadPool pool(2);
   run_threads(4, [&](int t) {

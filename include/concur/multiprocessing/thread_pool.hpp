@@ -126,6 +126,11 @@ class ThreadPool {
   void submit(Task task, Cancel cancel);
   // Runs one queued task in the calling thread; false if none was queued.
   bool run_one_queued();
+  bool caller_should_help() const;
+  // Brings sleeping workers back to spinning: a map calls it before it
+  // allocates its results, so that the workers are awake by the time its
+  // chunks are queued.
+  void wake_idle_workers();
   std::shared_ptr<detail::TaskSink> sink() const;
   void require_running(const char* call) const;
   std::size_t worker_count() const;
@@ -188,10 +193,16 @@ class ThreadPool {
   template <bool kPlain, class F, class R>
   auto run_map(F& f, const R& items, std::size_t chunksize) {
     require_running(kPlain ? "ThreadPool.map()" : "ThreadPool.starmap()");
+    wake_idle_workers();
     auto job = start_map<kPlain>(f, items, chunksize, [](auto&) {});
-    // The caller helps: it runs queued chunks itself instead of sleeping
-    // while the workers wake up (as a TBB or OpenMP caller does).
-    while (!job->done.is_set() && run_one_queued()) {
+    // The caller helps -- it runs queued chunks itself instead of sleeping
+    // -- where a core would otherwise be left idle: fewer workers than
+    // cores, or a worker whose thread has not started yet; and always when it is itself one of
+    // this pool's workers (a task that maps on its own pool would otherwise
+    // wait for workers that are all waiting too). With every worker awake
+    // on its own core, a helping caller made three threads share two cores
+    // and a 1M-item map slower, measured.
+    while (!job->done.is_set() && caller_should_help() && run_one_queued()) {
     }
     job->done.wait();
     if (auto e = job->error.error()) std::rethrow_exception(e);
