@@ -50,7 +50,11 @@ bool thread_alive(std::uint32_t tid) {
   ::close(fd);
   if (n <= 0) return false;
   buf[n] = '\0';
-  const char* paren = std::strrchr(buf, ')');
+  return stat_says_alive(buf);
+}
+
+bool stat_says_alive(const char* stat_text) {
+  const char* paren = std::strrchr(stat_text, ')');
   if (paren == nullptr || paren[1] == '\0' || paren[2] == '\0') return true;
   const char state = paren[2];
   return state != 'Z' && state != 'X' && state != 'x';

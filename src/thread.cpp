@@ -17,6 +17,7 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "concur/detail/annotate.hpp"
 #include "concur/threading/event.hpp"
 #include "exception_text.hpp"
 
@@ -26,6 +27,10 @@ namespace concur::detail {
 // as long as its thread_local objects live) and the registry each hold a
 // reference, so either side may go first.
 struct ThreadState {
+  // os_thread is also written with a plain atomic store (reap), which
+  // Helgrind would take for a race with another joiner's compare-and-swap.
+  ThreadState() { CONCUR_ATOMIC_WORD_BEGIN(&os_thread); }
+
   // The OS thread, as far as reaping it is concerned.
   enum OsThread : int {
     kNone,      // not started, or not a thread concur started (main, dummies)

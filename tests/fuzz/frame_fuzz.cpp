@@ -11,10 +11,13 @@
 //      the rest as is (a raw stream: forged headers), or the rest wrapped in
 //      a correct frame (valid CRCs, so the decoders behind recv() are
 //      reached) tagged as the receiver's type, as raw bytes, or as another
-//      type. Seeds: tests/fuzz/corpus/frame/.
+//      type. Bit 2 of the first byte reads with recv_bytes(maxlength)
+//      instead, maxlength being the first byte's upper five bits times 97.
+//      Seeds: tests/fuzz/corpus/frame/.
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -23,6 +26,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <system_error>
 #include <tuple>
 #include <variant>
 #include <vector>
@@ -104,14 +108,23 @@ void stream(const std::uint8_t* data, std::size_t size) {
   ::close(fds[1]);  // the reader meets EOF, never blocks
   concur::multiprocessing::Connection<Message> conn(
       std::make_shared<detail::Endpoint>(fds[0], true, true));
+  const bool raw = (data[0] & 4) != 0;
+  const std::size_t maxlength = static_cast<std::size_t>(data[0] >> 3) * 97;
   int errors = 0;
   for (int i = 0; i < 16 && errors < 3; ++i) {
     try {
-      (void)conn.recv();
+      if (raw) {
+        (void)conn.recv_bytes(maxlength);
+      } else {
+        (void)conn.recv();
+      }
     } catch (const concur::EOFError&) {
       break;
     } catch (const concur::FrameError&) {
       ++errors;  // after a corrupt header every later recv() fails the same way
+    } catch (const std::system_error& e) {
+      if (!raw || e.code().value() != EMSGSIZE) throw;
+      break;  // longer than maxlength: this end is closed now
     }
   }
 }

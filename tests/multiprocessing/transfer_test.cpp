@@ -22,6 +22,8 @@
 #include <stack>
 #include <string>
 #include <tuple>
+#include <type_traits>
+#include <typeinfo>
 #include <unordered_map>
 #include <unordered_set>
 #include <variant>
@@ -289,6 +291,65 @@ TEST(Transfer, NestedClaimsShareOneBudget) {
   put64(1000);
   for (int i = 0; i < 1000; ++i) put64(detail::BoundedInputArchive::kZeroSizeAllowance);
   EXPECT_THROW(detail::decode<std::vector<std::vector<std::monostate>>>(bytes), concur::FrameError);
+}
+
+// Records the most memory held through it at any time.
+std::size_t g_held = 0;
+std::size_t g_peak = 0;
+template <class T>
+struct Counting {
+  using value_type = T;
+  Counting() = default;
+  template <class U>
+  Counting(const Counting<U>&) {}
+  T* allocate(std::size_t n) {
+    g_held += n * sizeof(T);
+    g_peak = std::max(g_peak, g_held);
+    return std::allocator<T>().allocate(n);
+  }
+  void deallocate(T* p, std::size_t n) {
+    g_held -= n * sizeof(T);
+    std::allocator<T>().deallocate(p, n);
+  }
+  template <class U>
+  bool operator==(const Counting<U>&) const {
+    return true;
+  }
+};
+
+TEST(Transfer, ATinyMessageClaimingManyElementsAllocatesFewOfThem) {
+  // Found by tests/fuzz/transfer_fuzz.cpp: 8 bytes claiming 720,897
+  // elements of 1 KiB (within the zero-size allowance) made the receiver
+  // allocate 738 MB before it found the message short. Here: 200,000
+  // claimed, 8 bytes of message after the claim.
+  using Blob = std::array<std::uint64_t, 128>;
+  std::vector<std::byte> bytes(16);
+  const std::uint64_t claimed = 200'000;
+  std::memcpy(bytes.data(), &claimed, 8);
+  auto expect_small = [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    g_peak = g_held = 0;
+    EXPECT_THROW(detail::decode<T>(bytes), concur::FrameError);
+    EXPECT_LE(g_peak, 64u << 10) << typeid(T).name();
+  };
+  expect_small(std::type_identity<std::vector<Blob, Counting<Blob>>>{});
+  expect_small(std::type_identity<std::vector<std::string, Counting<std::string>>>{});
+  expect_small(std::type_identity<std::vector<double, Counting<double>>>{});
+  expect_small(std::type_identity<std::deque<Blob, Counting<Blob>>>{});
+  expect_small(std::type_identity<std::list<Blob, Counting<Blob>>>{});
+  expect_small(std::type_identity<std::forward_list<Blob, Counting<Blob>>>{});
+  expect_small(
+      std::type_identity<std::basic_string<char, std::char_traits<char>, Counting<char>>>{});
+  expect_small(std::type_identity<std::unordered_set<long, std::hash<long>, std::equal_to<long>,
+                                                     Counting<long>>>{});
+  // Elements that encode to nothing still decode in any number the
+  // allowance admits, and containers that fit their bytes round trip.
+  const std::vector<std::monostate> empties(1000);
+  EXPECT_EQ(detail::decode<std::vector<std::monostate>>(detail::encode(empties)), empties);
+  const std::list<std::monostate> empty_list(1000);
+  EXPECT_EQ(detail::decode<std::list<std::monostate>>(detail::encode(empty_list)), empty_list);
+  const std::vector<Blob> blobs(3, Blob{1, 2, 3});
+  EXPECT_EQ(detail::decode<std::vector<Blob>>(detail::encode(blobs)), blobs);
 }
 
 TEST(Transfer, ABoolByteOtherThanZeroOrOneIsAFrameErrorNotUndefinedBehaviour) {

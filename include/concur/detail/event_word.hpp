@@ -11,12 +11,14 @@
 //
 // Memory ordering: set() is a release operation (also when the flag was
 // already set: it is a read-modify-write that publishes the caller's
-// writes); a wait() that returns true is an acquire operation.
+// writes); a wait() that returns true is an acquire operation, and so is an
+// is_set() that returns true (told to Helgrind through detail/annotate.hpp).
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 
+#include "concur/detail/annotate.hpp"
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/futex.hpp"
 #include "concur/detail/spin.hpp"
@@ -34,9 +36,14 @@ class EventWord {
   EventWord(const EventWord&) = delete;
   EventWord& operator=(const EventWord&) = delete;
 
-  bool is_set() const { return (word_.load(std::memory_order_acquire) & kFlag) != 0; }
+  bool is_set() const {
+    const bool set = (word_.load(std::memory_order_acquire) & kFlag) != 0;
+    if (set) CONCUR_HAPPENS_AFTER(&word_);
+    return set;
+  }
 
   void set() {
+    CONCUR_HAPPENS_BEFORE(&word_);
     std::uint32_t v = word_.load(std::memory_order_relaxed);
     std::uint32_t next;
     do {
@@ -50,16 +57,25 @@ class EventWord {
 
   bool wait(Deadline deadline) {
     std::uint32_t v = word_.load(std::memory_order_acquire);
-    if (v & kFlag) return true;
+    if (v & kFlag) {
+      CONCUR_HAPPENS_AFTER(&word_);
+      return true;
+    }
     if (deadline.is_now_only()) return false;
     const std::uint32_t generation = v & ~(kFlag | kWaiters);
     auto signalled = [generation](std::uint32_t w) {
       return (w & kFlag) != 0 || (w & ~(kFlag | kWaiters)) != generation;
     };
-    if (spin_until([&] { return signalled(word_.load(std::memory_order_acquire)); })) return true;
+    if (spin_until([&] { return signalled(word_.load(std::memory_order_acquire)); })) {
+      CONCUR_HAPPENS_AFTER(&word_);
+      return true;
+    }
     for (;;) {
       v = word_.load(std::memory_order_acquire);
-      if (signalled(v)) return true;
+      if (signalled(v)) {
+        CONCUR_HAPPENS_AFTER(&word_);
+        return true;
+      }
       if (!(v & kWaiters)) {
         if (!word_.compare_exchange_weak(v, v | kWaiters, std::memory_order_relaxed,
                                          std::memory_order_relaxed)) {
@@ -68,7 +84,9 @@ class EventWord {
         v |= kWaiters;
       }
       if (futex_wait(word_, v, S, deadline) == WaitResult::kTimedOut) {
-        return signalled(word_.load(std::memory_order_acquire));
+        const bool set = signalled(word_.load(std::memory_order_acquire));
+        if (set) CONCUR_HAPPENS_AFTER(&word_);
+        return set;
       }
     }
   }

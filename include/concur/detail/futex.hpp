@@ -29,6 +29,11 @@ inline constexpr int kWakeAll = 0x7fffffff;
 // Whether the thread with kernel id tid still runs (a zombie counts as
 // gone). Used by the process-shared locks to notice a holder that died.
 bool thread_alive(std::uint32_t tid);
+// What thread_alive() reads from the text of /proc/<tid>/stat (NUL-ended):
+// gone when the state after the last ')' is Z, X or x; alive otherwise,
+// also when the text cannot be read that far. Declared for the fuzz target
+// tests/fuzz/proc_stat_fuzz.cpp.
+bool stat_says_alive(const char* stat_text);
 
 // The kernel thread id of the caller, cached per thread and refreshed in a
 // child after fork. Never 0. Unique across processes of one pid namespace, so

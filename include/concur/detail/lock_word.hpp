@@ -13,7 +13,8 @@
 // Memory ordering: a successful acquire is an acquire operation and release()
 // is a release operation on the word, so everything done while holding the
 // lock happens-before everything the next holder does. ThreadSanitizer sees
-// these atomics directly; no annotation is needed.
+// these atomics directly; Helgrind is told through detail/annotate.hpp
+// (nothing unless CONCUR_VALGRIND is defined).
 #pragma once
 
 #include <atomic>
@@ -21,6 +22,7 @@
 #include <cstdint>
 #include <stdexcept>
 
+#include "concur/detail/annotate.hpp"
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/futex.hpp"
 #include "concur/detail/spin.hpp"
@@ -42,29 +44,40 @@ class LockWord {
   // One attempt; never blocks. The uncontended path: one CAS.
   bool try_acquire(std::uint32_t tid = current_tid()) {
     std::uint32_t expected = kUnlocked;
-    return word_.compare_exchange_strong(expected, tid, std::memory_order_acquire,
-                                         std::memory_order_relaxed);
+    const bool taken = word_.compare_exchange_strong(expected, tid, std::memory_order_acquire,
+                                                     std::memory_order_relaxed);
+    if (taken) CONCUR_HAPPENS_AFTER(&word_);
+    return taken;
   }
 
   void acquire(std::uint32_t tid = current_tid()) {
-    if (!try_acquire(tid)) acquire_slow(tid, Deadline::never(), kLockSpinLimit);
+    if (!try_acquire(tid)) {
+      acquire_slow(tid, Deadline::never(), kLockSpinLimit);
+      CONCUR_HAPPENS_AFTER(&word_);
+    }
   }
 
   // For a thread just woken by a notify, whose notifier holds the lock for a
   // moment more: spinning then beats sleeping again.
   void acquire_spinning(std::uint32_t tid = current_tid()) {
-    if (!try_acquire(tid)) acquire_slow(tid, Deadline::never(), kSpinLimit);
+    if (!try_acquire(tid)) {
+      acquire_slow(tid, Deadline::never(), kSpinLimit);
+      CONCUR_HAPPENS_AFTER(&word_);
+    }
   }
 
   bool acquire_until(Deadline deadline, std::uint32_t tid = current_tid()) {
     if (try_acquire(tid)) return true;
-    if (deadline.is_now_only()) return take_over_if_owner_died(tid);
-    return acquire_slow(tid, deadline, kLockSpinLimit);
+    const bool taken = deadline.is_now_only() ? take_over_if_owner_died(tid)
+                                              : acquire_slow(tid, deadline, kLockSpinLimit);
+    if (taken) CONCUR_HAPPENS_AFTER(&word_);
+    return taken;
   }
 
   // Unlocks, whoever holds it. Returns false, changing nothing, when it was
   // not locked. One atomic exchange; a system call only if someone sleeps.
   bool release() {
+    CONCUR_HAPPENS_BEFORE(&word_);
     const std::uint32_t old = word_.exchange(kUnlocked, std::memory_order_release);
     if (old & kWaiters) futex_wake(word_, 1, S);
     return old != kUnlocked;

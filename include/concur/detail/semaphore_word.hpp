@@ -12,7 +12,7 @@
 // calls whenever nobody sleeps, unlike a release that always wakes.
 //
 // Memory ordering: release() is a release operation, a successful acquire an
-// acquire operation.
+// acquire operation (told to Helgrind through detail/annotate.hpp).
 #pragma once
 
 #include <atomic>
@@ -20,6 +20,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "concur/detail/annotate.hpp"
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/futex.hpp"
 #include "concur/detail/spin.hpp"
@@ -44,6 +45,7 @@ class SemaphoreWord {
     while (v & kCountMask) {
       if (word_.compare_exchange_weak(v, v - 1, std::memory_order_acquire,
                                       std::memory_order_relaxed)) {
+        CONCUR_HAPPENS_AFTER(&word_);
         return true;
       }
     }
@@ -63,6 +65,7 @@ class SemaphoreWord {
       if (v & kCountMask) {
         if (word_.compare_exchange_weak(v, v - 1, std::memory_order_acquire,
                                         std::memory_order_relaxed)) {
+          CONCUR_HAPPENS_AFTER(&word_);
           return true;
         }
         continue;
@@ -91,6 +94,7 @@ class SemaphoreWord {
                                   std::to_string(kMaxValue));
       }
       next = ((v & ~kWaiters) + n);
+      CONCUR_HAPPENS_BEFORE(&word_);
     } while (!word_.compare_exchange_weak(v, next, std::memory_order_release,
                                           std::memory_order_relaxed));
     if (v & kWaiters) futex_wake(word_, kWakeAll, S);

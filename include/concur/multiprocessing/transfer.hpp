@@ -153,6 +153,20 @@ class BoundedInputArchive
     left_ -= size;
   }
   std::size_t remaining() const { return left_; }
+  // Room to make before loading a container that claims n elements: as
+  // many as the bytes left could hold (an element that encodes to nothing
+  // is not worth making room for).
+  std::size_t room_for(std::uint64_t n) const {
+    return static_cast<std::size_t>(n < left_ ? n : left_);
+  }
+  // n elements of `each` bytes read in one go must all be there.
+  void require(std::uint64_t n, std::size_t each) {
+    if (n > left_ / each) {
+      throw FrameError("recv(): the message is truncated: it claims " + std::to_string(n) +
+                       " elements of " + std::to_string(each) + " bytes where " +
+                       std::to_string(left_) + " bytes are left");
+    }
+  }
 
   // A container claims n elements: charge them to the message's budget.
   void charge_elements(std::uint64_t n) {
@@ -264,6 +278,85 @@ void CEREAL_LOAD_FUNCTION_NAME(BoundedInputArchive& ar, std::multiset<K, C, A>& 
     ar(key);
     set.emplace_hint(set.end(), std::move(key));
   }
+}
+
+// The containers that cereal fills by first making room for every element
+// the message claims (resize, reserve). A claim is checked against the
+// bytes left plus the zero-size allowance, so a message of a few bytes may
+// claim a million elements; cereal's resize() then allocated a million of
+// them, a gigabyte for an element of a kilobyte (found by
+// tests/fuzz/transfer_fuzz.cpp). These make room for no more elements than
+// the bytes left could hold and grow as elements really arrive.
+template <class Contiguous>
+void load_contiguous(BoundedInputArchive& ar, Contiguous& contiguous) {
+  using T = typename Contiguous::value_type;
+  cereal::size_type size = 0;
+  ar(cereal::make_size_tag(size));
+  ar.require(size, sizeof(T));
+  contiguous.resize(static_cast<std::size_t>(size));
+  ar(cereal::binary_data(contiguous.data(), static_cast<std::size_t>(size) * sizeof(T)));
+}
+template <class T, class A>
+requires(std::is_arithmetic_v<T> &&
+         !std::is_same_v<T, bool>) void CEREAL_LOAD_FUNCTION_NAME(BoundedInputArchive& ar,
+                                                                  std::vector<T, A>& vector) {
+  load_contiguous(ar, vector);
+}
+template <class Container>
+void load_growing(BoundedInputArchive& ar, Container& container) {
+  cereal::size_type size = 0;
+  ar(cereal::make_size_tag(size));
+  container.clear();
+  if constexpr (requires { container.reserve(std::size_t{}); }) {
+    container.reserve(ar.room_for(size));
+  }
+  for (cereal::size_type i = 0; i < size; ++i) {
+    if constexpr (requires { container.emplace_back(); }) {
+      ar(container.emplace_back());
+    } else {  // an unordered set
+      typename Container::key_type key{};
+      ar(key);
+      container.emplace(std::move(key));
+    }
+  }
+}
+template <class T, class A>
+requires(!std::is_arithmetic_v<T>) void CEREAL_LOAD_FUNCTION_NAME(BoundedInputArchive& ar,
+                                                                  std::vector<T, A>& vector) {
+  load_growing(ar, vector);
+}
+template <class T, class A>
+void CEREAL_LOAD_FUNCTION_NAME(BoundedInputArchive& ar, std::deque<T, A>& deque) {
+  load_growing(ar, deque);
+}
+template <class T, class A>
+void CEREAL_LOAD_FUNCTION_NAME(BoundedInputArchive& ar, std::list<T, A>& list) {
+  load_growing(ar, list);
+}
+template <class T, class A>
+void CEREAL_LOAD_FUNCTION_NAME(BoundedInputArchive& ar, std::forward_list<T, A>& list) {
+  cereal::size_type size = 0;
+  ar(cereal::make_size_tag(size));
+  list.clear();
+  auto last = list.before_begin();
+  for (cereal::size_type i = 0; i < size; ++i) {
+    last = list.emplace_after(last);
+    ar(*last);
+  }
+}
+template <class C, class Tr, class A>
+requires std::is_arithmetic_v<C>
+void CEREAL_LOAD_FUNCTION_NAME(BoundedInputArchive& ar, std::basic_string<C, Tr, A>& str) {
+  load_contiguous(ar, str);
+}
+template <class K, class H, class E, class A>
+void CEREAL_LOAD_FUNCTION_NAME(BoundedInputArchive& ar, std::unordered_set<K, H, E, A>& set) {
+  load_growing(ar, set);
+}
+template <class K, class H, class E, class A>
+void CEREAL_LOAD_FUNCTION_NAME(BoundedInputArchive& ar,
+                               std::unordered_multiset<K, H, E, A>& set) {
+  load_growing(ar, set);
 }
 
 // --- the transferable trait ------------------------------------------------------
