@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs every Debian package concur needs to build, test and benchmark.
+# Installs every Debian package concur needs to build, test, benchmark and
+# document (doxygen, for scripts/docs.sh).
 # Idempotent: does nothing when all are present.
 set -euo pipefail
 
@@ -7,7 +8,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git python3
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libcereal-dev libtbb-dev libomp-dev openmpi-bin libopenmpi-dev
-  gnuplot-nox clang libclang-rt-14-dev procps iproute2 spin valgrind
+  gnuplot-nox clang libclang-rt-14-dev procps iproute2 spin valgrind doxygen
 )
 
 missing=()

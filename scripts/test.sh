@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs every test in each build flavour (release, ThreadSanitizer,
 # AddressSanitizer + UBSan), then checks the installed package from a
-# consumer project. CONCUR_BUILDS="release" runs a subset.
+# consumer project and builds the API reference without a warning.
+# CONCUR_BUILDS="release" runs a subset.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
@@ -57,6 +58,18 @@ if bash scripts/check_consumer.sh; then
   total_passed=$((total_passed + 1))
 else
   summary+=("consumer: FAILED")
+  total_failed=$((total_failed + 1))
+  status=1
+fi
+
+echo "=== docs"
+start=$SECONDS
+if bash scripts/docs.sh; then
+  pages=$(find build/docs/html -maxdepth 1 -name '*.html' | wc -l)
+  summary+=("docs: Doxygen API reference built without warnings ($pages pages) in $((SECONDS - start)) s")
+  total_passed=$((total_passed + 1))
+else
+  summary+=("docs: FAILED (undocumented public API or a bad comment; see bash scripts/docs.sh)")
   total_failed=$((total_failed + 1))
   status=1
 fi

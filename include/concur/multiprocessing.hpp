@@ -1,5 +1,11 @@
-// Python: import multiprocessing as mp  ->  namespace mp = concur::multiprocessing;
+/// \file
+/// Python: import multiprocessing as mp  ->  namespace mp = concur::multiprocessing;
 #pragma once
+
+/// \namespace concur::multiprocessing
+/// Python's multiprocessing module (the fork start method): processes, the
+/// ways they talk (pipes, queues, shared memory), process-shared primitives,
+/// and the pools.
 
 #include "concur/errors.hpp"
 #include "concur/multiprocessing/array.hpp"

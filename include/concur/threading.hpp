@@ -1,5 +1,10 @@
-// Python: import threading  ->  namespace th = concur::threading;
+/// \file
+/// Python: import threading  ->  namespace th = concur::threading;
 #pragma once
+
+/// \namespace concur::threading
+/// Python's threading module: threads and the synchronization primitives
+/// between the threads of one process.
 
 #include "concur/errors.hpp"
 #include "concur/threading/barrier.hpp"

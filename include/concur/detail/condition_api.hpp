@@ -19,48 +19,66 @@
 
 namespace concur::detail {
 
+/// Python's Condition: the members of threading::Condition and
+/// multiprocessing::Condition, written once for both scopes; use those
+/// classes, not this one. The lock members forward to the condition's lock.
 template <class Self>
 class ConditionApi {
  public:
+  /// The lock's acquire(blocking), with its errors.
   bool acquire(bool blocking = true) {
     return rlock() ? rlock()->acquire(blocking) : plain()->acquire(blocking);
   }
+  /// The lock's acquire(timeout): a negative timeout is std::invalid_argument.
   template <class Rep, class Period>
   [[nodiscard]] bool acquire(std::chrono::duration<Rep, Period> timeout) {
     return rlock() ? rlock()->acquire(timeout) : plain()->acquire(timeout);
   }
+  /// The lock's acquire_until(deadline).
   template <class Clock, class Dur>
   [[nodiscard]] bool acquire_until(std::chrono::time_point<Clock, Dur> deadline) {
     return rlock() ? rlock()->acquire_until(deadline) : plain()->acquire_until(deadline);
   }
+  /// The lock's release(), with its std::logic_error when not held.
   void release() { rlock() ? rlock()->release() : plain()->release(); }
+  /// The lock's locked(): held by any thread.
   bool locked() const { return rlock() ? rlock()->locked() : plain()->locked(); }
 
+  /// For std::scoped_lock and std::unique_lock: acquire().
   void lock() { acquire(); }
+  /// For std::scoped_lock and std::unique_lock: release().
   void unlock() { release(); }
+  /// acquire(false): one attempt, never blocks.
   [[nodiscard]] bool try_lock() { return acquire(false); }
+  /// The lock's try_lock_for(timeout): a negative timeout means one attempt.
   template <class Rep, class Period>
   [[nodiscard]] bool try_lock_for(std::chrono::duration<Rep, Period> timeout) {
     return rlock() ? rlock()->try_lock_for(timeout) : plain()->try_lock_for(timeout);
   }
+  /// The lock's try_lock_until(deadline).
   template <class Clock, class Dur>
   [[nodiscard]] bool try_lock_until(std::chrono::time_point<Clock, Dur> deadline) {
     return rlock() ? rlock()->try_lock_until(deadline) : plain()->try_lock_until(deadline);
   }
 
-  // Always true.
+  /// Releases the lock, waits for a notify, and takes the lock back. Always
+  /// true. Without the lock: std::logic_error.
   bool wait() { return wait_until_deadline(Deadline::never()); }
-  // False on timeout.
+  /// As wait(), at most `timeout`; false on timeout (the lock is taken back
+  /// either way).
   template <class Rep, class Period>
   bool wait(std::chrono::duration<Rep, Period> timeout) {
     return wait_until_deadline(Deadline::after(timeout));
   }
+  /// As wait(timeout), up to `deadline` (of any clock).
   template <class Clock, class Dur>
   bool wait_until(std::chrono::time_point<Clock, Dur> deadline) {
     return wait_until_deadline(Deadline::at(deadline));
   }
 
-  // Python's wait_for: waits until pred() is true; returns pred()'s last value.
+  /// Python's wait_for: waits until pred() is true; returns pred()'s last value.
+  /// pred() runs with the lock held; when it is true at once, nothing waits
+  /// and the lock need not be held.
   template <class Pred>
   bool wait_for(Pred pred) {
     bool result = pred();
@@ -70,6 +88,9 @@ class ConditionApi {
     }
     return result;
   }
+  /// As wait_for(pred), for at most `timeout` in all; false when pred() is
+  /// still false at the end (not a duration-only wait: the predicate is
+  /// required, as in Python).
   template <class Pred, class Rep, class Period>
   bool wait_for(Pred pred, std::chrono::duration<Rep, Period> timeout) {
     const Deadline deadline = Deadline::after(timeout);
@@ -82,10 +103,13 @@ class ConditionApi {
     return result;
   }
 
+  /// Wakes the n longest-waiting threads (all of them when fewer wait; none
+  /// for n <= 0). Without the lock: std::logic_error.
   void notify(int n = 1) {
     require_owned("Condition.notify()");
     if (n > 0) self().queue().notify(n);
   }
+  /// Wakes every waiting thread. Without the lock: std::logic_error.
   void notify_all() {
     require_owned("Condition.notify_all()");
     self().queue().notify(INT32_MAX);

@@ -21,11 +21,14 @@
 
 namespace concur::mpi {
 
-// Reads the input a chunk at a time, keeps at most 2 chunks per serving
-// rank in flight, and hands results out in input order (kOrdered) or as
-// they arrive. Dereferencing at an item whose f threw rethrows RemoteError;
-// iteration may go on past it. One thread iterates a given range; the pool
-// must outlive it.
+/// The lazy result of mpi::Pool::imap / imap_unordered: an input range over
+/// f(item). Python: the iterator that Pool.imap returns.
+/// Reads the input a chunk at a time, keeps at most 2 chunks per serving
+/// rank in flight, and hands results out in input order (kOrdered) or as
+/// they arrive. Dereferencing at an item whose f threw rethrows RemoteError;
+/// iteration may go on past it. One thread iterates a given range; the pool
+/// must outlive it. Kind is the task type the serving ranks look up, Fn the
+/// function's type, V the view of the input.
 template <bool kOrdered, class Kind, class Fn, class V>
 class IMapRange {
   using Item = std::ranges::range_value_t<V>;
@@ -39,8 +42,11 @@ class IMapRange {
   };
 
  public:
+  /// An input iterator: `*it` is the current result (or rethrows its error),
+  /// `++it` waits for the next; it equals end() after the last.
   using iterator = concur::detail::PullIterator<IMapRange, Out>;
 
+  /// Made by mpi::Pool::imap, not by users.
   IMapRange(detail::Engine& engine, std::string function, V items, std::size_t chunksize)
       : engine_(engine), function_(std::move(function)), items_(std::move(items)), chunksize_(chunksize) {
     const int workers = engine_.workers();
@@ -49,6 +55,8 @@ class IMapRange {
   IMapRange(const IMapRange&) = delete;
   IMapRange& operator=(const IMapRange&) = delete;
   IMapRange(IMapRange&&) = delete;
+  /// Reads and drops the replies still due, so the pool's next call starts
+  /// clean; gives up silently after the pool's timeout.
   ~IMapRange() {
     // Replies still due are read and dropped, so the next call starts clean.
     try {
@@ -61,6 +69,8 @@ class IMapRange {
     }
   }
 
+  /// Sends the first chunks on the first call and waits for the first
+  /// result; a later call returns an iterator at the current position.
   iterator begin() {
     if (!started_) {
       started_ = true;
@@ -69,6 +79,7 @@ class IMapRange {
     }
     return iterator(this);
   }
+  /// The sentinel the iterator equals after the last result.
   std::default_sentinel_t end() const { return std::default_sentinel; }
 
  private:

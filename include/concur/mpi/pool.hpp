@@ -134,55 +134,71 @@ class Engine {
 
 namespace concur::mpi {
 
-// A pool whose workers are the other ranks of an MPI job: the same members
-// and error rules as multiprocessing::Pool, across machines.
-// Python: no counterpart in the standard library (mpi4py.futures is the
-//   nearest); the members are those of multiprocessing.Pool.
-// Use: every rank constructs it; ranks other than 0 call serve(), which
-//   returns 0 once rank 0 closes the pool (explicitly or by its
-//   destructor); MPI is initialized by the first Pool if the program has not
-//   done it, and finalized by that Pool's destructor on every rank.
-//     concur::mpi::Pool pool;
-//     if (!pool.is_master()) return pool.serve();
-//     auto squares = pool.map(square, items);
-// f: a function, a captureless lambda or a default-constructible function
-//   object: only its identity crosses the network (a function by module and
-//   offset, anything else by its type), never a pointer; a capturing lambda
-//   does not compile. Items and results: transferable types.
-// Balancing: chunks are handed out as ranks finish the previous ones (two
-//   in flight per rank), so a slow rank does not hold the others.
-// Thread-safety: use a pool from one thread of rank 0.
-// Blocks: map, starmap, apply and the iterators of imap until their results
-//   are in. map_async and apply_async run the work before they return (the
-//   AsyncResult is ready at once).
-// Throws: RemoteError (type, message, index) for the lowest failing index;
-//   std::runtime_error when no rank replies for `timeout()` (600 s by
-//   default: a rank that died); std::invalid_argument for calls after
-//   close(); std::logic_error for join() before close(), and for map etc. on
-//   a rank other than 0.
-// With one rank (mpirun -np 1) there is no worker: rank 0 runs the tasks
-//   itself, in order.
+/// A pool whose workers are the other ranks of an MPI job: the same members
+/// and error rules as multiprocessing::Pool, across machines.
+/// - Python: no counterpart in the standard library (mpi4py.futures is the
+///   nearest); the members are those of multiprocessing.Pool.
+/// - Use: every rank constructs it; ranks other than 0 call serve(), which
+///   returns 0 once rank 0 closes the pool (explicitly or by its
+///   destructor); MPI is initialized by the first Pool if the program has not
+///   done it, and finalized by that Pool's destructor on every rank.
+///   \code
+///   concur::mpi::Pool pool;
+///   if (!pool.is_master()) return pool.serve();
+///   auto squares = pool.map(square, items);
+///   \endcode
+/// - f: a function, a captureless lambda or a default-constructible function
+///   object: only its identity crosses the network (a function by module and
+///   offset, anything else by its type), never a pointer; a capturing lambda
+///   does not compile. Items and results: transferable types.
+/// - Balancing: chunks are handed out as ranks finish the previous ones (two
+///   in flight per rank), so a slow rank does not hold the others.
+/// - Thread-safety: use a pool from one thread of rank 0.
+/// - Blocks: map, starmap, apply and the iterators of imap until their results
+///   are in. map_async and apply_async run the work before they return (the
+///   AsyncResult is ready at once).
+/// - Throws: RemoteError (type, message, index) for the lowest failing index;
+///   std::runtime_error when no rank replies for `timeout()` (600 s by
+///   default: a rank that died); std::invalid_argument for calls after
+///   close(); std::logic_error for join() before close(), and for map etc. on
+///   a rank other than 0.
+/// - With one rank (mpirun -np 1) there is no worker: rank 0 runs the tasks
+///   itself, in order.
 class Pool {
  public:
+  /// On every rank, collectively; initializes MPI if the program has not.
   Pool();
+  /// On rank 0: close(), which lets the serving ranks return from serve().
+  /// The Pool that initialized MPI finalizes it. Never throws.
   ~Pool();
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
 
+  /// True on rank 0, the rank that runs the program and calls map etc.
   bool is_master() const { return engine_->rank() == 0; }
+  /// On ranks other than 0: runs the tasks rank 0 sends until it closes the
+  /// pool, then returns 0 (an exit status for main). On rank 0: std::logic_error.
   int serve();
+  /// The number of ranks that run tasks: the job's size - 1 (0 with one rank).
   int size() const { return engine_->workers(); }
-  // How long rank 0 waits for any reply before it gives up on the job.
+  /// How long rank 0 waits for any reply before it gives up on the job.
   void set_timeout(std::chrono::duration<double> timeout) { engine_->timeout = timeout; }
 
+  /// Python: map(f, iterable, chunksize). f(item) for every item, on the
+  /// serving ranks; a std::vector of the results in input order. The items
+  /// are copied into a vector first. chunksize 0: about four chunks per rank.
   template <class F, class R>
   auto map(F&& f, const R& items, std::size_t chunksize = 0) {
     return run<true>(std::forward<F>(f), items, chunksize, "mpi::Pool.map()");
   }
+  /// Python: starmap(f, iterable). f(std::get<I>(t)...) for every tuple t,
+  /// results in input order.
   template <class F, class R>
   auto starmap(F&& f, const R& tuples, std::size_t chunksize = 0) {
     return run<false>(std::forward<F>(f), tuples, chunksize, "mpi::Pool.starmap()");
   }
+  /// As map, but the result (or f's error) comes in an AsyncResult that is
+  /// ready when this returns; misuse still throws here.
   template <class F, class R>
   auto map_async(F&& f, const R& items, std::size_t chunksize = 0) {
     using Out = decltype(map(std::forward<F>(f), items, chunksize));
@@ -196,12 +212,15 @@ class Pool {
     }
     return multiprocessing::AsyncResult<Out>(std::move(state));
   }
+  /// Python: apply(f, args). f(args...) on one serving rank; its result.
   template <class F, class... A>
   auto apply(F&& f, A&&... args) {
     std::vector<std::tuple<std::decay_t<A>...>> one{std::make_tuple(std::forward<A>(args)...)};
     auto out = starmap(std::forward<F>(f), one, 1);
     return std::move(out.front());
   }
+  /// As apply, but the result (or f's error) comes in an AsyncResult that is
+  /// ready when this returns; misuse still throws here.
   template <class F, class... A>
   auto apply_async(F&& f, A&&... args) {
     using Out = decltype(apply(std::forward<F>(f), std::forward<A>(args)...));
@@ -215,22 +234,24 @@ class Pool {
     }
     return multiprocessing::AsyncResult<Out>(std::move(state));
   }
-  // In input order, lazily: the input is read a chunk at a time.
+  /// In input order, lazily: the input is read a chunk at a time. An
+  /// IMapRange; chunksize 0: std::invalid_argument.
   template <class F, class R>
   auto imap(F&& f, R&& items, std::size_t chunksize = 1) {
     return lazy<true>(std::forward<F>(f), std::forward<R>(items), chunksize, "mpi::Pool.imap()");
   }
+  /// As imap, the results in the order they arrive.
   template <class F, class R>
   auto imap_unordered(F&& f, R&& items, std::size_t chunksize = 1) {
     return lazy<false>(std::forward<F>(f), std::forward<R>(items), chunksize,
                        "mpi::Pool.imap_unordered()");
   }
 
-  // No more calls; the serving ranks return from serve().
+  /// No more calls; the serving ranks return from serve().
   void close();
-  // For tests: the messages themselves.
+  /// For tests: the messages themselves.
   detail::Engine& engine_for_testing() { return *engine_; }
-  // Waits for the serving ranks to be told to stop; only after close().
+  /// Waits for the serving ranks to be told to stop; only after close().
   void join();
 
  private:

@@ -20,17 +20,20 @@
 
 namespace concur::multiprocessing {
 
-// The lazy result of imap / imap_unordered: an input range over f(item).
-// Python: the iterator that Pool.imap returns.
-// Memory: at most `window` chunks are in flight (about 2 x workers x
-//   chunksize items), whatever the length of the input, which is itself read
-//   lazily, one chunk at a time, by the thread that iterates.
-// Early stop: destroying the range before the end stops the work: chunks
-//   not yet started are skipped.
-// Errors: dereferencing the iterator at an item whose f threw rethrows that
-//   exception; iteration may go on past it.
-// Thread-safety: one thread iterates a given range.
-// Blocks: begin() and ++ until the next result is in.
+/// The lazy result of imap / imap_unordered: an input range over f(item).
+/// - Python: the iterator that Pool.imap returns.
+/// - Memory: at most `window` chunks are in flight (about 2 x workers x
+///   chunksize items), whatever the length of the input, which is itself read
+///   lazily, one chunk at a time, by the thread that iterates.
+/// - Early stop: destroying the range before the end stops the work: chunks
+///   not yet started are skipped.
+/// - Errors: dereferencing the iterator at an item whose f threw rethrows that
+///   exception; iteration may go on past it.
+/// - Thread-safety: one thread iterates a given range.
+/// - Blocks: begin() and ++ until the next result is in.
+///
+/// ThreadPool::imap and imap_unordered make it: kOrdered says whether results
+/// come in input order, F is the callable and V the view of the input.
 template <bool kOrdered, class F, class V>
 class IMapRange {
   using Item = std::ranges::range_value_t<V>;
@@ -54,8 +57,12 @@ class IMapRange {
   };
 
  public:
+  /// An input iterator: `*it` is the current result (or rethrows its error),
+  /// `++it` waits for the next; it equals end() after the last.
   using iterator = detail::PullIterator<IMapRange, Out>;
 
+  /// Made by ThreadPool::imap, not by users: reads `items` a chunk at a time
+  /// and queues at most `window` chunks on `sink`.
   IMapRange(F f, V items, std::size_t chunksize, std::size_t window,
             std::shared_ptr<detail::TaskSink> sink)
       : shared_(std::make_shared<Shared>(std::move(f))),
@@ -73,6 +80,9 @@ class IMapRange {
     release_producer();
   }
 
+  /// Starts the work on the first call and waits for the first result; a
+  /// later call returns an iterator at the current position (an input range
+  /// is iterated once).
   iterator begin() {
     if (!started_) {
       started_ = true;
@@ -81,6 +91,7 @@ class IMapRange {
     }
     return iterator(this);
   }
+  /// The sentinel the iterator equals after the last result.
   std::default_sentinel_t end() const { return std::default_sentinel; }
 
  private:

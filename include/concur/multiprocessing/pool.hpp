@@ -379,29 +379,33 @@ class PoolCore {
 
 namespace concur::multiprocessing {
 
-// A pool of worker processes: "parallelism in one line".
-// Python: multiprocessing.Pool (the fork start method).
-//   auto squares = Pool().map([&](int x) { return x * x; }, items);
-// f may be any callable, a lambda capturing by reference included: a call
-//   forks its workers when it is made, so they see the program's state as
-//   it was then, and what f changes stays in them. Items are not sent (the
-//   workers already hold them); results are transferable types, and
-//   trivially copyable ones are written straight into shared memory. Between
-//   calls the pool holds no process. See docs/pool.md for the trade-offs.
-// Thread-safety: every member may be called from any thread.
-// Blocks: map, starmap, apply until their results are in; join until every
-//   asynchronous call has finished; imap's iterator until its next result.
-// Throws: an exception thrown by f reaches the caller (for the lowest
-//   failing index) as a RemoteError (type name, message, index); a worker
-//   that dies while running a task fails it with WorkerLostError, and one
-//   that runs past task_timeout is killed and fails it with TimeoutError; in
-//   both cases the pool stays usable. Any call after close() or terminate(),
-//   and join() before them: std::invalid_argument (a std::logic_error).
-// ~Pool: close() then join(): outstanding work finishes.
+/// A pool of worker processes: "parallelism in one line".
+/// - Python: multiprocessing.Pool (the fork start method).
+///   `auto squares = Pool().map([&](int x) { return x * x; }, items);`
+/// - f may be any callable, a lambda capturing by reference included: a call
+///   forks its workers when it is made, so they see the program's state as
+///   it was then, and what f changes stays in them. Items are not sent (the
+///   workers already hold them); results are transferable types, and
+///   trivially copyable ones are written straight into shared memory. Between
+///   calls the pool holds no process. See docs/pool.md for the trade-offs.
+/// - Thread-safety: every member may be called from any thread.
+/// - Blocks: map, starmap, apply until their results are in; join until every
+///   asynchronous call has finished; imap's iterator until its next result.
+/// - Throws: an exception thrown by f reaches the caller (for the lowest
+///   failing index) as a RemoteError (type name, message, index); a worker
+///   that dies while running a task fails it with WorkerLostError, and one
+///   that runs past task_timeout is killed and fails it with TimeoutError; in
+///   both cases the pool stays usable. Any call after close() or terminate(),
+///   and join() before them: std::invalid_argument (a std::logic_error).
+/// - ~Pool: close() then join(): outstanding work finishes.
 class Pool {
  public:
+  /// Python: Pool(processes): `processes` workers per call (0: cpu_count()).
   explicit Pool(int processes = 0) : Pool(PoolOptions{processes, {}, 0, std::nullopt}) {}
+  /// Python: Pool(processes, initializer, initargs, maxtasksperchild), plus
+  /// PoolOptions::task_timeout. A negative processes: std::invalid_argument.
   explicit Pool(PoolOptions options) : core_(std::make_shared<detail::PoolCore>(std::move(options))) {}
+  /// close() then join(): outstanding asynchronous work finishes. Never throws.
   ~Pool() {
     try {
       core_->close();
@@ -413,26 +417,38 @@ class Pool {
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
 
+  /// Python: map(f, iterable, chunksize). f(item) for every item of a forward
+  /// range; a std::vector of the results in input order. chunksize 0: about
+  /// four chunks per worker, as Python chooses.
   template <class F, class R>
   auto map(F&& f, const R& items, std::size_t chunksize = 0) {
     core_->require_running("Pool.map()");
     return run_now<true>(f, items, chunksize);
   }
+  /// Python: starmap(f, iterable). f(std::get<I>(t)...) for every tuple t,
+  /// results in input order.
   template <class F, class R>
   auto starmap(F&& f, const R& tuples, std::size_t chunksize = 0) {
     core_->require_running("Pool.starmap()");
     return run_now<false>(f, tuples, chunksize);
   }
+  /// Python: imap(f, iterable, chunksize). A PoolIMapRange over f(item), in
+  /// input order; the input, which may be lazy or endless, is read a chunk
+  /// at a time. The workers are forked now. chunksize 0: std::invalid_argument.
   template <class F, class R>
   auto imap(F&& f, R&& items, std::size_t chunksize = 1) {
     core_->require_running("Pool.imap()");
     return make_imap<true>(std::forward<F>(f), std::forward<R>(items), chunksize);
   }
+  /// Python: imap_unordered(f, iterable, chunksize). As imap, the results in
+  /// the order they finish.
   template <class F, class R>
   auto imap_unordered(F&& f, R&& items, std::size_t chunksize = 1) {
     core_->require_running("Pool.imap_unordered()");
     return make_imap<false>(std::forward<F>(f), std::forward<R>(items), chunksize);
   }
+  /// Python: apply(f, args). f(args...) in one worker process; its result
+  /// (nothing for a void f), or its exception as a RemoteError.
   template <class F, class... A>
   auto apply(F&& f, A&&... args) {
     core_->require_running("Pool.apply()");
@@ -444,6 +460,8 @@ class Pool {
     using Result = std::invoke_result_t<std::decay_t<F>&, std::decay_t<A>&...>;
     if constexpr (!std::is_void_v<Result>) return std::move(out[0]);
   }
+  /// Python: apply_async(f, args). As apply, without waiting: an
+  /// AsyncResult of f's result. f and the arguments are copied first.
   template <class F, class... A>
   auto apply_async(F&& f, A&&... args) {
     core_->require_running("Pool.apply_async()");
@@ -453,7 +471,7 @@ class Pool {
     return submit_async<true, Result>(Call{std::forward<F>(f)},
                                       Args{std::make_tuple(std::forward<A>(args)...)}, 1);
   }
-  // As map, without waiting. f and the items are copied first.
+  /// As map, without waiting. f and the items are copied first.
   template <class F, class R>
   auto map_async(F&& f, const R& items, std::size_t chunksize = 0) {
     core_->require_running("Pool.map_async()");
@@ -464,13 +482,13 @@ class Pool {
         std::vector<Item>(std::ranges::begin(items), std::ranges::end(items)), chunksize);
   }
 
-  // No more calls; the asynchronous ones still running finish.
+  /// No more calls; the asynchronous ones still running finish.
   void close() { core_->close(); }
-  // Stops every worker now; results not yet in fail with std::runtime_error.
+  /// Stops every worker now; results not yet in fail with std::runtime_error.
   void terminate() { core_->terminate(); }
-  // Waits for the asynchronous calls; only after close() or terminate().
+  /// Waits for the asynchronous calls; only after close() or terminate().
   void join() { core_->join(); }
-  // The number of worker processes a call uses.
+  /// The number of worker processes a call uses.
   int processes() const { return core_->processes(); }
 
  private:

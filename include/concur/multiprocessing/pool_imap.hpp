@@ -87,19 +87,23 @@ std::vector<T> decode_items(const std::string& text) {
 
 namespace concur::multiprocessing {
 
-// The lazy result of Pool::imap / imap_unordered: an input range over
-// f(item). Python: the iterator that Pool.imap returns.
-// The workers are forked when imap is called (they see the program's state
-// as it was then); the items, read lazily from the input by the thread that
-// iterates, are sent to them, a chunk at a time, and the results come back.
-// Memory: at most 2 x processes chunks are in flight, whatever the length of
-//   the input.
-// Early stop: destroying the range before its end kills its workers.
-// Errors: dereferencing the iterator at an item whose f threw rethrows a
-//   RemoteError; at an item whose worker died, WorkerLostError; iteration
-//   may go on past it: the other items of a dead worker's chunk are run again.
-// Thread-safety: one thread iterates a given range.
-// Blocks: begin() and ++ until the next result is in.
+/// The lazy result of Pool::imap / imap_unordered: an input range over
+/// f(item).
+/// - Python: the iterator that Pool.imap returns.
+/// - The workers are forked when imap is called (they see the program's state
+///   as it was then); the items, read lazily from the input by the thread that
+///   iterates, are sent to them, a chunk at a time, and the results come back.
+/// - Memory: at most 2 x processes chunks are in flight, whatever the length of
+///   the input.
+/// - Early stop: destroying the range before its end kills its workers.
+/// - Errors: dereferencing the iterator at an item whose f threw rethrows a
+///   RemoteError; at an item whose worker died, WorkerLostError; iteration
+///   may go on past it: the other items of a dead worker's chunk are run again.
+/// - Thread-safety: one thread iterates a given range.
+/// - Blocks: begin() and ++ until the next result is in.
+///
+/// kOrdered says whether results come in input order, F is the callable and
+/// V the view of the input; items and results are transferable types.
 template <bool kOrdered, class F, class V>
 class PoolIMapRange {
   using Item = std::ranges::range_value_t<V>;
@@ -256,8 +260,11 @@ class PoolIMapRange {
   };
 
  public:
+  /// An input iterator: `*it` is the current result (or rethrows its error),
+  /// `++it` waits for the next; it equals end() after the last.
   using iterator = detail::PullIterator<PoolIMapRange, Out>;
 
+  /// Made by Pool::imap, not by users: forks the workers now.
   PoolIMapRange(F f, V items, std::size_t chunksize,
                 std::shared_ptr<const detail::PoolSettings> settings)
       : items_(std::move(items)), chunksize_(chunksize) {
@@ -284,6 +291,9 @@ class PoolIMapRange {
     }
   }
 
+  /// Sends the first chunks on the first call and waits for the first
+  /// result; a later call returns an iterator at the current position (an
+  /// input range is iterated once).
   iterator begin() {
     if (!started_) {
       started_ = true;
@@ -292,6 +302,7 @@ class PoolIMapRange {
     }
     return iterator(this);
   }
+  /// The sentinel the iterator equals after the last result.
   std::default_sentinel_t end() const { return std::default_sentinel; }
 
  private:

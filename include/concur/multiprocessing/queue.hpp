@@ -85,71 +85,88 @@ class SharedQueue {
 
 namespace concur::multiprocessing {
 
-// A FIFO queue shared by the threads of every process forked after it was
-// made. Python: multiprocessing.Queue.
-// A cheap copyable handle: copies (also in forked children) refer to the
-//   same queue; the shared memory is released when the last handle in the
-//   last process is gone.
-// Design: no feeder thread. put() returns once the item is in shared memory,
-//   so a process may exit right after put() without losing it, and joining a
-//   process that put items never waits for a reader (Python's
-//   join-before-drain trap). Small items sit in a ring in shared memory,
-//   larger ones (over 64 KiB) and overflow in a spill file (see
-//   detail::SharedQueue): any size, any number. Trivially copyable items
-//   cross as their bytes; others through the transfer layer.
-// Robustness: a process killed at any point inside put() or get() -- even
-//   while it holds the queue's lock -- loses nothing and duplicates nothing:
-//   its lock is taken over and a journal finishes or discards its half-done
-//   step, so an item is either still queued or was delivered to it.
-// Thread-safety: every member may be called from any thread of any process.
-// Blocks: put() while maxsize items are queued; get() while empty. A zero
-//   timeout or block=false only looks. An uncontended put() or get() of a
-//   small item makes no system call.
-// Throws: concur::Full / concur::Empty when not blocking or when a timeout
-//   runs out; std::invalid_argument for a negative timeout and for put() or
-//   get() after close() in this process; concur::FrameError from get() if
-//   an item cannot be decoded (it is removed).
+/// A FIFO queue shared by the threads of every process forked after it was
+/// made.
+/// - Python: multiprocessing.Queue.
+/// - A cheap copyable handle: copies (also in forked children) refer to the
+///   same queue; the shared memory is released when the last handle in the
+///   last process is gone.
+/// - Design: no feeder thread. put() returns once the item is in shared memory,
+///   so a process may exit right after put() without losing it, and joining a
+///   process that put items never waits for a reader (Python's
+///   join-before-drain trap). Small items sit in a ring in shared memory,
+///   larger ones (over 64 KiB) and overflow in a spill file (see
+///   detail::SharedQueue): any size, any number. Trivially copyable items
+///   cross as their bytes; others through the transfer layer.
+/// - Robustness: a process killed at any point inside put() or get() -- even
+///   while it holds the queue's lock -- loses nothing and duplicates nothing:
+///   its lock is taken over and a journal finishes or discards its half-done
+///   step, so an item is either still queued or was delivered to it.
+/// - Thread-safety: every member may be called from any thread of any process.
+/// - Blocks: put() while maxsize items are queued; get() while empty. A zero
+///   timeout or block=false only looks. An uncontended put() or get() of a
+///   small item makes no system call.
+/// - Throws: concur::Full / concur::Empty when not blocking or when a timeout
+///   runs out; std::invalid_argument for a negative timeout and for put() or
+///   get() after close() in this process; concur::FrameError from get() if
+///   an item cannot be decoded (it is removed).
 template <class T>
 class Queue {
   static_assert(transferable<T>,
                 "Queue<T>: T must be transferable (see concur/multiprocessing/transfer.hpp)");
 
  public:
-  // maxsize 0: unbounded.
+  /// Python: Queue(maxsize). maxsize 0: unbounded. Processes forked from now
+  /// on share it.
   explicit Queue(std::size_t maxsize = 0)
       : core_(std::make_shared<detail::SharedQueue>(maxsize)),
         closed_(std::make_shared<std::atomic<bool>>(false)) {}
 
+  /// Python: put(obj, block=True). Waits for room while the queue is full;
+  /// put(item, false) throws concur::Full instead. Returns once the item is
+  /// in shared memory.
   void put(const T& item, bool block = true) {
     check_open("Queue.put()");
     put_until(item, block ? detail::Deadline::never() : detail::Deadline::now_only());
   }
+  /// Python: put(obj, timeout=t). Waits at most `timeout` for room, then
+  /// concur::Full; a negative timeout: std::invalid_argument.
   template <class Rep, class Period>
   void put(const T& item, std::chrono::duration<Rep, Period> timeout) {
     check_open("Queue.put()");
     put_until(item, detail::checked_timeout(timeout, "Queue.put()"));
   }
+  /// Python: get(block=True). Waits for an item and removes the oldest;
+  /// get(false) throws concur::Empty instead of waiting.
   T get(bool block = true) {
     check_open("Queue.get()");
     return get_until(block ? detail::Deadline::never() : detail::Deadline::now_only());
   }
+  /// Python: get(timeout=t). Waits at most `timeout` for an item, then
+  /// concur::Empty; a negative timeout: std::invalid_argument.
   template <class Rep, class Period>
   T get(std::chrono::duration<Rep, Period> timeout) {
     check_open("Queue.get()");
     return get_until(detail::checked_timeout(timeout, "Queue.get()"));
   }
+  /// Python: put_nowait(obj): put(item, false).
   void put_nowait(const T& item) { put(item, false); }
+  /// Python: get_nowait(): get(false).
   T get_nowait() { return get(false); }
 
-  // Exact at the moment of the call (Python's is approximate).
+  /// Exact at the moment of the call (Python's is approximate).
   std::size_t qsize() const { return core_->qsize(); }
+  /// qsize() == 0 at the moment of the call.
   bool empty() const { return qsize() == 0; }
+  /// maxsize items are queued at the moment of the call; never for an
+  /// unbounded queue.
   bool full() const { return core_->full(); }
-  // This process puts (and gets) no more through this queue; every handle
-  // in this process sees it, processes forked earlier do not. Twice: nothing.
+  /// This process puts (and gets) no more through this queue; every handle
+  /// in this process sees it, processes forked earlier do not. Twice: nothing.
   void close() { closed_->store(true, std::memory_order_relaxed); }
 
  protected:
+  /// For JoinableQueue: the shared queue with its count of unfinished tasks.
   detail::SharedQueue& core() const { return *core_; }
 
  private:
@@ -206,24 +223,28 @@ class Queue {
   std::shared_ptr<std::atomic<bool>> closed_;
 };
 
-// A Queue whose consumers mark each item done; join() waits until all are.
-// Python: multiprocessing.JoinableQueue.
-// The count of unfinished tasks lives in shared memory with the queue:
-// put() raises it (in the same step that queues the item), task_done()
-// lowers it, in any process.
-// Blocks: join() until every item put so far has been marked done.
-// Throws: as Queue, and std::invalid_argument from task_done() called more
-//   often than items were put.
+/// A Queue whose consumers mark each item done; join() waits until all are.
+/// - Python: multiprocessing.JoinableQueue.
+/// - The count of unfinished tasks lives in shared memory with the queue:
+///   put() raises it (in the same step that queues the item), task_done()
+///   lowers it, in any process.
+/// - Blocks: join() until every item put so far has been marked done.
+/// - Throws: as Queue, and std::invalid_argument from task_done() called more
+///   often than items were put.
 template <class T>
 class JoinableQueue : public Queue<T> {
  public:
   using Queue<T>::Queue;
 
+  /// Python: task_done(). Marks one item got earlier as processed; more
+  /// calls than items put: std::invalid_argument, changing nothing.
   void task_done() {
     if (!this->core().task_done()) {
       throw std::invalid_argument("JoinableQueue.task_done(): called too many times");
     }
   }
+  /// Python: join(). Waits until every item put so far, by any process, has
+  /// been marked done.
   void join() { this->core().join(); }
 };
 

@@ -21,52 +21,64 @@
 
 namespace concur::multiprocessing {
 
-// A pool of worker threads in this process that run tasks: "parallelism in one line".
-// Python: multiprocessing.pool.ThreadPool.
-//   auto squares = ThreadPool(4).map([](int x) { return x * x; }, items);
-// Thread-safety: every member may be called from any thread, also from a task.
-// Blocks: map, starmap, apply until their results are in; join until every
-//   worker has ended; imap's iterator until its next result is in.
-// Throws: an exception thrown by f reaches the caller of map/get (for the
-//   lowest failing index) as the very exception; any call after close() or
-//   terminate(): std::invalid_argument; join() while running:
-//   std::invalid_argument (a std::logic_error; Python: ValueError);
-//   PoolOptions::task_timeout: std::invalid_argument (a thread cannot be stopped).
-// terminate() drops the tasks not yet started (their results fail with
-//   std::runtime_error) and lets the running ones finish: a thread cannot be stopped.
-// ~ThreadPool: close() then join(): outstanding work finishes.
+/// A pool of worker threads in this process that run tasks: "parallelism in one line".
+/// - Python: multiprocessing.pool.ThreadPool.
+///   `auto squares = ThreadPool(4).map([](int x) { return x * x; }, items);`
+/// - Thread-safety: every member may be called from any thread, also from a task.
+/// - Blocks: map, starmap, apply until their results are in; join until every
+///   worker has ended; imap's iterator until its next result is in.
+/// - Throws: an exception thrown by f reaches the caller of map/get (for the
+///   lowest failing index) as the very exception; any call after close() or
+///   terminate(): std::invalid_argument; join() while running:
+///   std::invalid_argument (a std::logic_error; Python: ValueError);
+///   PoolOptions::task_timeout: std::invalid_argument (a thread cannot be stopped).
+/// - terminate() drops the tasks not yet started (their results fail with
+///   std::runtime_error) and lets the running ones finish: a thread cannot be stopped.
+/// - ~ThreadPool: close() then join(): outstanding work finishes.
 class ThreadPool {
  public:
+  /// Python: ThreadPool(processes): that many worker threads, started now
+  /// (0: cpu_count()).
   explicit ThreadPool(int processes = 0);
+  /// Python: ThreadPool(processes, initializer, initargs); task_timeout:
+  /// std::invalid_argument.
   explicit ThreadPool(PoolOptions options);
+  /// close() then join(): outstanding work finishes. Never throws.
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
-  // f(item) for every item, results in input order.
+  /// f(item) for every item, results in input order. The calling thread runs
+  /// queued chunks itself while it waits. chunksize 0: about four chunks per
+  /// worker.
   template <class F, class R>
   auto map(F&& f, const R& items, std::size_t chunksize = 0) {
     return run_map<true>(f, items, chunksize);
   }
-  // f(std::get<I>(t)...) for every tuple t, results in input order.
+  /// f(std::get<I>(t)...) for every tuple t, results in input order.
   template <class F, class R>
   auto starmap(F&& f, const R& tuples, std::size_t chunksize = 0) {
     return run_map<false>(f, tuples, chunksize);
   }
-  // Lazily, over an input range that may itself be lazy; results in input order.
+  /// Lazily, over an input range that may itself be lazy; results in input order.
+  /// An IMapRange; chunksize 0: std::invalid_argument.
   template <class F, class R>
   auto imap(F&& f, R&& items, std::size_t chunksize = 1) {
     return make_imap<true>(std::forward<F>(f), std::forward<R>(items), chunksize);
   }
-  // Lazily; results in the order they finish.
+  /// Lazily; results in the order they finish.
   template <class F, class R>
   auto imap_unordered(F&& f, R&& items, std::size_t chunksize = 1) {
     return make_imap<false>(std::forward<F>(f), std::forward<R>(items), chunksize);
   }
+  /// Python: apply(f, args). f(args...) in a worker; its result, or its very
+  /// exception.
   template <class F, class... A>
   auto apply(F&& f, A&&... args) {
     return apply_async(std::forward<F>(f), std::forward<A>(args)...).get();
   }
+  /// Python: apply_async(f, args). As apply, without waiting: an AsyncResult.
+  /// f and the arguments are copied first.
   template <class F, class... A>
   auto apply_async(F&& f, A&&... args) {
     using Out = std::invoke_result_t<std::decay_t<F>&, std::decay_t<A>&...>;
@@ -89,7 +101,7 @@ class ThreadPool {
         [state](std::exception_ptr e) { state->set_exception(std::move(e)); });
     return AsyncResult<Out>(std::move(state));
   }
-  // As map, without waiting. f and the items are copied first.
+  /// As map, without waiting. f and the items are copied first.
   template <class F, class R>
   auto map_async(F&& f, const R& items, std::size_t chunksize = 0) {
     using Item = std::ranges::range_value_t<const R>;
@@ -108,14 +120,14 @@ class ThreadPool {
     return AsyncResult<std::vector<Out>>(std::move(state));
   }
 
-  // No more tasks; the workers end once the queued ones are done.
+  /// No more tasks; the workers end once the queued ones are done.
   void close();
-  // Drops the queued tasks and ends the workers after their current task.
+  /// Drops the queued tasks and ends the workers after their current task.
   void terminate();
-  // Waits for every worker to end; only after close() or terminate().
+  /// Waits for every worker to end; only after close() or terminate().
   void join();
 
-  // The number of worker threads.
+  /// The number of worker threads.
   int processes() const;
 
  private:

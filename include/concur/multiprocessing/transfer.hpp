@@ -86,7 +86,9 @@
 
 namespace concur::multiprocessing {
 
-// Crosses as its bytes: no serializer runs, nothing is allocated.
+/// Crosses as its bytes: no serializer runs, nothing is allocated. A
+/// trivially copyable type that is not a pointer, a member pointer, an array
+/// or std::nullptr_t.
 template <class T>
 concept trivially_transferable =
     std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> && !std::is_member_pointer_v<T> &&
@@ -438,8 +440,14 @@ struct transferable_trait<std::monostate> : std::true_type {};
 
 namespace concur::multiprocessing {
 
-// True for the types that may cross a process boundary (see the file
-// comment). Connection<T>, Queue<T> and the pools require it.
+/// True for the types that may cross a process boundary (the comment atop
+/// transfer.hpp has the rules). Connection<T>, Queue<T> and the pools require it.
+/// They are: arithmetic types, enums, trivially copyable structs,
+/// std::string, the standard containers, std::pair, std::tuple,
+/// std::optional and std::variant of transferable types, and
+/// default-constructible user types with a cereal-style `serialize(Archive&)`
+/// (or save and load). Python pickles almost anything; here the compiler
+/// refuses the rest.
 template <class T>
 concept transferable = !std::is_reference_v<T> && detail::is_transferable_v<T>;
 

@@ -9,22 +9,26 @@
 
 namespace concur::threading {
 
-// Makes a fixed number of threads wait for each other, cycle after cycle.
-// Python: threading.Barrier.
-// Thread-safety: every member may be called from any thread.
-// Blocks: wait() until `parties` threads have called it (or the barrier
-//   breaks); a thread arriving while the previous cycle is still leaving or
-//   resetting waits for that first. A zero or negative timeout does not wait.
-// Throws: std::invalid_argument for parties < 1; concur::BrokenBarrierError
-//   from wait() when the barrier is broken, is reset or aborted during the
-//   wait, or the wait times out (which breaks it for everyone, as in Python).
-//   The action runs in the last thread to arrive before any is released; if it
-//   throws, that thread gets its exception, the barrier breaks, and the
-//   others get BrokenBarrierError.
+/// Makes a fixed number of threads wait for each other, cycle after cycle.
+/// - Python: threading.Barrier.
+/// - Thread-safety: every member may be called from any thread.
+/// - Blocks: wait() until `parties` threads have called it (or the barrier
+///   breaks); a thread arriving while the previous cycle is still leaving or
+///   resetting waits for that first. A zero or negative timeout does not wait.
+/// - Throws: std::invalid_argument for parties < 1; concur::BrokenBarrierError
+///   from wait() when the barrier is broken, is reset or aborted during the
+///   wait, or the wait times out (which breaks it for everyone, as in Python).
+///   The action runs in the last thread to arrive before any is released; if it
+///   throws, that thread gets its exception, the barrier breaks, and the
+///   others get BrokenBarrierError.
 class Barrier : public detail::BarrierApi<Barrier> {
  public:
+  /// Python: Barrier(parties, action). An empty action does nothing; wait()
+  /// without a timeout waits forever.
   explicit Barrier(int parties, std::function<void()> action = {})
       : BarrierApi(std::move(action), std::nullopt), core_(checked_parties(parties)) {}
+  /// Python: Barrier(parties, action, timeout): wait() without a timeout of
+  /// its own waits at most default_timeout, then breaks the barrier.
   template <class Rep, class Period>
   Barrier(int parties, std::function<void()> action,
           std::chrono::duration<Rep, Period> default_timeout)
