@@ -38,40 +38,42 @@ for name in $builds; do
   summary+=("$name: $passed passed, $failed failed in $((SECONDS - start)) s")
 done
 
+# One more step: counts as one test, passed or failed, with its line.
+step_passed() {
+  summary+=("$1")
+  total_passed=$((total_passed + 1))
+}
+step_failed() {
+  summary+=("$1")
+  total_failed=$((total_failed + 1))
+  status=1
+}
+
 echo "=== fuzz"
 start=$SECONDS
 mkdir -p build
 # The budget is split between the targets (one per decoder and parser).
 if bash scripts/fuzz.sh "${CONCUR_FUZZ_SECONDS:-60}" 2>&1 | tee build/fuzz.log; then
   targets=$(sed -n 's/^fuzz: \([0-9]*\) targets ran.*/\1/p' build/fuzz.log | tail -1)
-  summary+=("fuzz: ${targets:-?} targets ran ${CONCUR_FUZZ_SECONDS:-60} s in all without a finding in $((SECONDS - start)) s")
-  total_passed=$((total_passed + 1))
+  step_passed "fuzz: ${targets:-?} targets ran ${CONCUR_FUZZ_SECONDS:-60} s in all without a finding in $((SECONDS - start)) s"
 else
-  summary+=("fuzz: FAILED ($(grep '^fuzz: .* targets ran' build/fuzz.log | tail -1); the inputs are in build/fuzz/)")
-  total_failed=$((total_failed + 1))
-  status=1
+  step_failed "fuzz: FAILED ($(grep '^fuzz: .* targets ran' build/fuzz.log | tail -1); the inputs are in build/fuzz/)"
 fi
 
 echo "=== consumer"
 if bash scripts/check_consumer.sh; then
-  summary+=("consumer: find_package, add_subdirectory and pkg-config builds ran")
-  total_passed=$((total_passed + 1))
+  step_passed "consumer: find_package, add_subdirectory and pkg-config builds ran"
 else
-  summary+=("consumer: FAILED")
-  total_failed=$((total_failed + 1))
-  status=1
+  step_failed "consumer: FAILED"
 fi
 
 echo "=== docs"
 start=$SECONDS
 if bash scripts/docs.sh; then
   pages=$(find build/docs/html -maxdepth 1 -name '*.html' | wc -l)
-  summary+=("docs: Doxygen API reference built without warnings ($pages pages) in $((SECONDS - start)) s")
-  total_passed=$((total_passed + 1))
+  step_passed "docs: Doxygen API reference built without warnings ($pages pages) in $((SECONDS - start)) s"
 else
-  summary+=("docs: FAILED (undocumented public API or a bad comment; see bash scripts/docs.sh)")
-  total_failed=$((total_failed + 1))
-  status=1
+  step_failed "docs: FAILED (undocumented public API or a bad comment; see bash scripts/docs.sh)"
 fi
 
 echo "=== summary"
