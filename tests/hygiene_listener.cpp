@@ -8,6 +8,8 @@
 // concur::testing::listener_hygiene().
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "multiprocessing/hygiene.hpp"
 
 namespace concur::testing {
@@ -28,6 +30,10 @@ class HygieneListener : public ::testing::EmptyTestEventListener {
 };
 
 [[maybe_unused]] const bool kRegistered = [] {
+  // ThreadSanitizer starts a background thread of its own at the first
+  // pthread_create of the program: start and join one thread first, so that
+  // its thread is there before any test counts threads.
+  std::thread([] {}).join();
   ::testing::UnitTest::GetInstance()->listeners().Append(new HygieneListener);
   return true;
 }();
