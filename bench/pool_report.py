@@ -8,8 +8,8 @@ usage: python3 bench/pool_report.py
 """
 import json
 import os
-import subprocess
-import sys
+
+from plotting import bar_chart
 
 RESULTS = "bench/results"
 
@@ -71,29 +71,10 @@ def main():
     # The plot: time of map over 1,000,000 ints per implementation (log scale).
     bars = [("sequential", find(m, "map1M/sequential")), ("OpenMP", omp), ("oneTBB", tbb),
             ("concur ThreadPool", tpool), ("concur Pool", pool), ("CPython Pool", py.get("map1M"))]
-    bars = [(n, v) for n, v in bars if v is not None]
-    dat = os.path.join(RESULTS, "pool_map1M.dat")
-    with open(dat, "w") as f:
-        for i, (n, v) in enumerate(bars):
-            f.write(f'{i} "{n}" {v / 1000.0:.4f}\n')
-    script = f"""
-set terminal pngcairo size 900,500 font ",11"
-set output "docs/pool_bench.png"
-set title "map of a trivial function over 1,000,000 ints, 2 workers (median, ms, log scale)"
-set style fill solid 0.8
-set boxwidth 0.6
-set logscale y
-set ylabel "milliseconds"
-set grid ytics
-set xtics rotate by -20
-unset key
-plot "{dat}" using 1:3:xtic(2) with boxes lc rgb "#4477aa", "" using 1:3:(sprintf("%.2f", $3)) with labels offset 0,1
-"""
-    try:
-        subprocess.run(["gnuplot"], input=script, text=True, check=True)
-        print("\nwrote docs/pool_bench.png")
-    except (OSError, subprocess.CalledProcessError) as e:
-        print(f"\ngnuplot failed: {e}", file=sys.stderr)
+    bars = [(n, v / 1000.0) for n, v in bars if v is not None]
+    bar_chart(bars, "docs/pool_bench.png",
+              "map of a trivial function over 1,000,000 ints, 2 workers (median, ms, log scale)",
+              "milliseconds")
 
 
 if __name__ == "__main__":
