@@ -8,7 +8,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git python3
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libcereal-dev libtbb-dev libomp-dev openmpi-bin libopenmpi-dev
-  gnuplot-nox clang libclang-rt-14-dev procps iproute2 spin valgrind doxygen
+  gnuplot-nox clang libclang-rt-14-dev procps iproute2 spin valgrind doxygen gdb
 )
 
 missing=()

@@ -3,7 +3,10 @@
 #pragma once
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -25,6 +28,33 @@ using namespace std::chrono_literals;
 // Every wait in a test is bounded by this, so a broken build fails instead
 // of hanging CI.
 inline constexpr auto kTestTimeout = std::chrono::seconds(10);
+
+// Prints the user-space stack of every thread of this process on stderr
+// (gdb -batch "thread apply all bt", Debian gdb), for a watchdog about to
+// fail a hung run. Bounded: gdb is killed after 60 s. Safe to call with
+// other threads running: the child only execs.
+inline void dump_all_stacks() {
+  const std::string pid = std::to_string(::getpid());
+  std::fflush(stderr);
+  const pid_t child = ::fork();
+  if (child < 0) return;
+  if (child == 0) {
+    ::dup2(2, 1);  // gdb's output goes with the watchdog's, on stderr
+    ::execlp("gdb", "gdb", "-p", pid.c_str(), "-batch", "-nx", "-ex", "set pagination off", "-ex",
+             "thread apply all bt", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::prctl(PR_SET_PTRACER, child, 0, 0, 0);  // Yama: let this child attach to us
+  for (int waited_ms = 0;; waited_ms += 10) {
+    if (::waitpid(child, nullptr, WNOHANG) == child) return;
+    if (waited_ms >= 60'000) {
+      ::kill(child, SIGKILL);
+      ::waitpid(child, nullptr, 0);
+      return;
+    }
+    ::usleep(10'000);  // polls the end of a process that has no other signal to give
+  }
+}
 
 // A short interval for checks that something does *not* happen soon.
 inline constexpr auto kShort = std::chrono::milliseconds(50);

@@ -373,6 +373,7 @@ TEST_F(Soaking, EverythingAtOnceKeepsItsInvariants) {
       last_change = Clock::now();
     } else if (Clock::now() - last_change > 10s) {
       dump_threads();
+      concur::testing::dump_all_stacks();
       std::fprintf(stderr, "soak: no progress for 10 s (seed %u)\n", seed);
       std::abort();  // a hung run fails here instead of hanging CI
     }
@@ -387,6 +388,7 @@ TEST_F(Soaking, EverythingAtOnceKeepsItsInvariants) {
   });
   if (!all_joined.wait(60s)) {
     dump_threads();
+    concur::testing::dump_all_stacks();
     std::fprintf(stderr, "soak: the activities did not end within 60 s of the stop (seed %u)\n", seed);
     std::abort();
   }

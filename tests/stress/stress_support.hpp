@@ -37,6 +37,8 @@
 #include <utility>
 #include <vector>
 
+#include "test_support.hpp"
+
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
 #define CONCUR_STRESS_SANITIZED 1
 #elif defined(__has_feature)
@@ -278,6 +280,7 @@ void run(const char* what, int n, long iterations_per_worker, Body&& body,
       std::fflush(stderr);
       guard.unlock();
       detail::bounded_diagnose(diagnose);
+      concur::testing::dump_all_stacks();
       std::fflush(stderr);
       std::abort();
     }
