@@ -1,4 +1,4 @@
-// Soak: every primitive and both pools at once, across threads and
+// Soak: the primitives and both pools at once, across threads and
 // processes, under random timing, for a bounded time (CONCUR_SOAK_SECONDS,
 // 20 s by default; scripts/test.sh gives the release build more), checking
 // invariants all along: no item lost, none duplicated, no counter off, no
@@ -335,6 +335,105 @@ void condition_buffer(Soak& soak, unsigned seed) {
   child.join();
 }
 
+// Activity 6: two threads play ping-pong with two Events, strictly in turn;
+// now and then a Timer with a random interval sets a third Event, which its
+// waiter must see within its bound.
+void events_and_timers(Soak& soak, unsigned seed) {
+  th::Event ping;
+  th::Event pong;
+  th::Event fired;
+  std::atomic<bool> finish{false};
+  long pongs = 0;
+  std::thread partner([&] {
+    for (;;) {
+      if (!ping.wait(std::chrono::seconds(10))) {
+        soak.fail("event: a ping was lost");
+        return;
+      }
+      ping.clear();
+      if (finish.load()) return;
+      ++pongs;
+      pong.set();
+    }
+  });
+  Jitter jitter(seed);
+  long pings = 0;
+  while (!soak.stop.load(std::memory_order_relaxed)) {
+    ping.set();
+    if (!pong.wait(std::chrono::seconds(10))) {
+      soak.fail("event: a pong was lost");
+      break;
+    }
+    pong.clear();
+    ++pings;
+    if (jitter.next(64) == 0) {
+      th::Timer timer(std::chrono::microseconds(jitter.next(2000)), [&fired] { fired.set(); });
+      timer.start();
+      if (!fired.wait(std::chrono::seconds(10))) soak.fail("timer: it never fired");
+      fired.clear();
+      if (!timer.join(std::chrono::seconds(10))) soak.fail("timer: its thread did not end");
+    }
+    soak.tick();
+    jitter();
+  }
+  finish.store(true);
+  ping.set();
+  partner.join();
+  if (pings != pongs) soak.fail("event: " + std::to_string(pings) + " pings, " + std::to_string(pongs) + " pongs");
+}
+
+// Activity 7: round trips through a Pipe with a child process that echoes
+// each number plus one; both sides count the round trips in a shared Value
+// under its lock.
+[[maybe_unused]] void pipe_and_value(Soak& soak, unsigned seed) {
+  auto [here, there] = mp::Pipe<long>();
+  mp::Value<long> trips(0);
+  mp::Process child(mp::ProcessOptions{"soak-echo", true}, [there = there, trips]() mutable {
+    for (;;) {
+      if (!there.poll(std::chrono::seconds(10))) return;
+      const long v = there.recv();
+      if (v < 0) return;
+      {
+        std::scoped_lock guard(trips.get_lock());
+        ++trips.value();
+      }
+      there.send(v + 1);
+    }
+  });
+  child.start();
+  there.close();  // the child's end, in this process
+  Jitter jitter(seed);
+  long sent = 0;
+  bool broken = false;
+  try {
+    while (!soak.stop.load(std::memory_order_relaxed)) {
+      here.send(sent);
+      {
+        std::scoped_lock guard(trips.get_lock());
+        ++trips.value();
+      }
+      if (!here.poll(std::chrono::seconds(10)) || here.recv() != sent + 1) {
+        soak.fail("pipe: no echo, or a wrong one");
+        broken = true;
+        break;
+      }
+      ++sent;
+      soak.tick();
+      jitter();
+    }
+    here.send(-1);
+  } catch (const std::exception& e) {
+    soak.fail(std::string("pipe: ") + e.what());
+    broken = true;
+    child.kill();
+  }
+  if (!child.join(std::chrono::seconds(10))) soak.fail("pipe: the echo child did not end");
+  std::scoped_lock guard(trips.get_lock());
+  if (!broken && trips.value() != 2 * sent) {
+    soak.fail("value: " + std::to_string(trips.value()) + " trips counted, " + std::to_string(2 * sent) + " made");
+  }
+}
+
 class Soaking : public concur::testing::HygieneTest {};
 
 TEST_F(Soaking, EverythingAtOnceKeepsItsInvariants) {
@@ -343,9 +442,10 @@ TEST_F(Soaking, EverythingAtOnceKeepsItsInvariants) {
   std::printf("soak: %d s, seed %u\n", seconds, seed);
   Soak soak;
   std::vector<std::thread> activities;
-  activities.reserve(5);
+  activities.reserve(7);
   activities.emplace_back([&] { lock_counters(soak, seed + 1); });
   activities.emplace_back([&] { condition_buffer(soak, seed + 2); });
+  activities.emplace_back([&] { events_and_timers(soak, seed + 4); });
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
   // The sanitizer runtimes' allocators are not fork-safe: a child forked
   // while another thread holds one of their internal locks stops for good
@@ -358,6 +458,7 @@ TEST_F(Soaking, EverythingAtOnceKeepsItsInvariants) {
   activities.emplace_back([&] { queue_pipeline(soak, seed); });
   activities.emplace_back([&] { pools(soak, seed + 3); });
   activities.emplace_back([&] { barrier_cycles(soak); });
+  activities.emplace_back([&] { pipe_and_value(soak, seed + 5); });
 #endif
 
   // The watchdog: the run's clock, and progress checked every second.
