@@ -240,24 +240,21 @@ void after_fork_in_child() {
   if (identity->sentinel_write >= 0) ::close(identity->sentinel_write);
   identity->sentinel_write = -1;
 
-  if (old_registry->children.empty() && old_registry->orphans.empty() &&
-      !old_registry->reaper_running) {
-    old_registry->mutex.unlock();
-  } else {
+  if (!old_registry->children.empty() || !old_registry->orphans.empty() ||
+      old_registry->reaper_running) {
     auto* fresh_registry = new Registry;
     fresh_registry->before_fork = old_registry;
     g_registry.store(fresh_registry, std::memory_order_release);
-    old_registry->mutex.unlock();  // a lock left held would confuse TSan
   }
-
-  if (old_forker->jobs.empty() && old_forker->live == 0 && !old_forker->running) {
-    old_forker->mutex.unlock();
-  } else {
+  if (!old_forker->jobs.empty() || old_forker->live != 0 || old_forker->running) {
     auto* fresh_forker = new Forker;
     fresh_forker->before_fork = old_forker;
     g_forker.store(fresh_forker, std::memory_order_release);
-    old_forker->mutex.unlock();
   }
+  // This thread took these locks in before_fork (a lock left held would
+  // also confuse TSan).
+  old_forker->mutex.unlock();
+  old_registry->mutex.unlock();
   identity->mutex.unlock();
 }
 

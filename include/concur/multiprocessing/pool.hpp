@@ -124,6 +124,9 @@ class MapWork final : public PoolWork {
   using Item = std::ranges::range_reference_t<const Range>;
   using Out = std::decay_t<decltype(pool_call<kPlain>(std::declval<Fn&>(), std::declval<Item>()))>;
   static constexpr bool kTrivialOut = multiprocessing::trivially_transferable<Out>;
+  // The results can be filled into a std::vector's buffer (not the bit-packed
+  // std::vector<bool>, which has no data()).
+  static constexpr bool kBufferedOut = kTrivialOut && !std::is_same_v<Out, bool>;
   static_assert(!std::is_void_v<Out>, "map needs f to return a value; use apply_async for void");
   static_assert(std::ranges::forward_range<const Range>,
                 "map needs a range it can read more than once; use imap for a single-pass one");
@@ -252,7 +255,7 @@ class MapWork final : public PoolWork {
   std::vector<Out> take(std::vector<Out> into = {}) {
     if (auto e = error_.error()) std::rethrow_exception(e);
     if constexpr (kTrivialOut) {
-      if constexpr (!std::is_same_v<Out, bool>) {  // std::vector<bool> has no data()
+      if constexpr (kBufferedOut) {
         if (into.capacity() >= n_) prefault_for_writing(into.data(), n_ * sizeof(Out));
       }
       into.assign(results_, results_ + n_);  // one pass: no zero-fill first
@@ -504,7 +507,7 @@ class Pool {
       // out of them: filling it after they are gone then costs no
       // copy-on-write fault per page.
       void* buffer = nullptr;
-      if constexpr (Work::kTrivialOut && !std::is_same_v<Out, bool>) {
+      if constexpr (Work::kBufferedOut) {
         results.reserve(work.size());
         buffer = results.data();
       }
