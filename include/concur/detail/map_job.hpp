@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "concur/detail/annotate.hpp"
 #include "concur/threading/event.hpp"
 #include "concur/threading/lock.hpp"
 
@@ -29,6 +30,11 @@ class LowestError {
  public:
   static constexpr std::size_t kNone = static_cast<std::size_t>(-1);
 
+  LowestError() = default;
+  LowestError(const LowestError&) = delete;
+  LowestError& operator=(const LowestError&) = delete;
+  ~LowestError() { release_exception(error_); }
+
   void record(std::size_t index, std::exception_ptr error) {
     std::scoped_lock guard(lock_);
     if (index < index_.load(std::memory_order_relaxed)) {
@@ -41,6 +47,16 @@ class LowestError {
   std::exception_ptr error() const {
     std::scoped_lock guard(lock_);
     return error_;
+  }
+  // Moves the failure out, for the thread that rethrows it. A worker may
+  // drop the last reference to the job after the caller has caught the
+  // exception; if the job still held it, that worker would free the
+  // exception object while the caller's handler may still read it. The
+  // reference counts that order the two live in libstdc++, which
+  // ThreadSanitizer cannot see, so it reported a race (CI, stop 10).
+  std::exception_ptr take() {
+    std::scoped_lock guard(lock_);
+    return std::exchange(error_, nullptr);
   }
 
  private:

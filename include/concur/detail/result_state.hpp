@@ -7,6 +7,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "concur/detail/annotate.hpp"
 #include "concur/threading/event.hpp"
 
 namespace concur::detail {
@@ -21,6 +22,12 @@ struct ResultStorage<void> {};
 template <class T>
 class ResultState : public ResultStorage<T> {
  public:
+  ResultState() = default;
+  ResultState(const ResultState&) = delete;
+  ResultState& operator=(const ResultState&) = delete;
+  // The last reference may be a worker's, after the caller caught the error.
+  ~ResultState() { release_exception(error_); }
+
   // Exactly one of set_value / set_exception is called, once.
   template <class... V>
   void set_value(V&&... v) {

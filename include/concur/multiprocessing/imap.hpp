@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "concur/detail/annotate.hpp"
 #include "concur/detail/map_job.hpp"
 #include "concur/detail/pull_iterator.hpp"
 #include "concur/detail/task_sink.hpp"
@@ -44,6 +45,14 @@ class IMapRange {
     std::deque<detail::ResultSlot<Out>> outputs;  // a deque: bool results stay addressable
     std::vector<std::pair<std::size_t, std::exception_ptr>> errors;  // by position, ascending
     threading::Event done;
+
+    Chunk() = default;
+    Chunk(const Chunk&) = delete;
+    Chunk& operator=(const Chunk&) = delete;
+    // The last reference may be a worker's, after the caller caught an error.
+    ~Chunk() {
+      for (auto& error : errors) detail::release_exception(error.second);
+    }
   };
 
   // What the workers touch: shared, so it outlives an abandoned range.

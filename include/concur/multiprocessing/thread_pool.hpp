@@ -111,7 +111,7 @@ class ThreadPool {
         std::forward<F>(f), std::vector<Item>(std::ranges::begin(items), std::ranges::end(items)));
     auto state = std::make_shared<detail::ResultState<std::vector<Out>>>();
     auto job = start_map<true>(owned->first, owned->second, chunksize, [owned, state](auto& j) {
-      if (auto e = j.error.error()) {
+      if (auto e = j.error.take()) {
         state->set_exception(std::move(e));
       } else {
         state->set_value(detail::take_results<Out>(j.slots));
@@ -217,7 +217,7 @@ class ThreadPool {
     while (!job->done.is_set() && caller_should_help() && run_one_queued()) {
     }
     job->done.wait();
-    if (auto e = job->error.error()) std::rethrow_exception(e);
+    if (auto e = job->error.take()) std::rethrow_exception(std::move(e));
     return detail::take_results<typename std::decay_t<decltype(*job)>::value_type>(job->slots);
   }
 
