@@ -13,6 +13,7 @@
 #include <cstring>
 #include <ctime>
 #include "fault_injection.hpp"
+#include "fork_page.hpp"
 
 namespace concur::detail {
 
@@ -25,7 +26,7 @@ int op(int base, Scope scope) {
 }
 
 // After fork the child's only thread has a new kernel id; forget the old one.
-void forget_tid_in_child() { t_cached_tid = 0; }
+CONCUR_FORK_PATH void forget_tid_in_child() { t_cached_tid = 0; }
 
 [[maybe_unused]] const int kAtforkRegistered =
     pthread_atfork(nullptr, nullptr, &forget_tid_in_child);

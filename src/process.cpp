@@ -39,6 +39,7 @@
 #include "concur/threading/thread.hpp"
 #include "exception_text.hpp"
 #include "fault_injection.hpp"
+#include "fork_page.hpp"
 
 namespace concur::detail {
 
@@ -93,6 +94,10 @@ struct Registry {
   bool reaper_running = false;
   int reaper_wakeup = -1;  // an eventfd; open while the reaper runs
   Registry* before_fork = nullptr;
+  // Set when a child is listed: until then finish_children has nothing to
+  // do, and a fork child that started none ends without taking the lock
+  // (one page of code less to fault in: fork_page.hpp).
+  std::atomic<bool> listed_any{false};
 };
 
 struct Identity {
@@ -156,16 +161,14 @@ void after_fork_in_child();
 // any use of concur still gives the child an identity of its own.
 void initialize() {
   static const bool done = [] {
-    // The first three live on one page, the one page of them a child of
-    // fork writes to (one copy-on-write fault instead of up to three).
+    // The first three live on the fork page (fork_page.hpp).
     struct FirstState {
       Identity identity;
       Registry registry;
       Forker forker;
     };
-    static_assert(sizeof(FirstState) <= 4096);
-    alignas(4096) static unsigned char storage[4096];
-    auto* first = new (storage) FirstState;  // never destroyed (see above)
+    auto* first = new (concur::detail::fork_page_allocate(sizeof(FirstState), alignof(FirstState)))
+        FirstState;  // never destroyed (see above)
     // run_child copies the child's numbers in: no allocation in the child.
     first->identity.numbers.reserve(8);
     g_identity.store(&first->identity, std::memory_order_release);
@@ -198,13 +201,13 @@ Forker& forker() {
 // Holding the three locks across fork() gives the child consistent
 // structures. No code path holds two of them at once, or one of them (or a
 // ProcessState's) while it forks.
-void before_fork() {
+CONCUR_FORK_PATH void before_fork() {
   if (Identity* i = g_identity.load(std::memory_order_acquire)) i->mutex.lock();
   if (Registry* r = g_registry.load(std::memory_order_acquire)) r->mutex.lock();
   if (Forker* f = g_forker.load(std::memory_order_acquire)) f->mutex.lock();
 }
 
-void after_fork_in_parent() {
+CONCUR_FORK_PATH void after_fork_in_parent() {
   if (Forker* f = g_forker.load(std::memory_order_acquire)) f->mutex.unlock();
   if (Registry* r = g_registry.load(std::memory_order_acquire)) r->mutex.unlock();
   if (Identity* i = g_identity.load(std::memory_order_acquire)) i->mutex.unlock();
@@ -219,7 +222,7 @@ void after_fork_in_parent() {
 // child: every allocation there costs copy-on-write faults, and they were a
 // third of what Process start+join cost beyond a bare fork (measured with
 // perf, docs/benchmarks.md).
-void after_fork_in_child() {
+CONCUR_FORK_PATH void after_fork_in_child() {
   Identity* identity = g_identity.load(std::memory_order_acquire);
   Registry* old_registry = g_registry.load(std::memory_order_acquire);
   Forker* old_forker = g_forker.load(std::memory_order_acquire);
@@ -228,7 +231,7 @@ void after_fork_in_child() {
   // A thread that is gone here may have held a child's lock: the parent's
   // Process objects stay usable in the child (name(), pid()).
   for (const auto* list : {&old_registry->children, &old_registry->orphans}) {
-    for (const auto& s : *list) new (&s->mutex) std::mutex;
+    for (const auto& s : *list) concur::detail::reset_if_held(s->mutex);
   }
 
   // The child's own identity; as Python after os.fork(), it keeps the
@@ -245,6 +248,8 @@ void after_fork_in_child() {
     auto* fresh_registry = new Registry;
     fresh_registry->before_fork = old_registry;
     g_registry.store(fresh_registry, std::memory_order_release);
+  } else {
+    old_registry->listed_any.store(false, std::memory_order_relaxed);  // it lists nothing
   }
   if (!old_forker->jobs.empty() || old_forker->live != 0 || old_forker->running) {
     auto* fresh_forker = new Forker;
@@ -288,10 +293,10 @@ void sleep_ns(std::int64_t ns) {
 }
 
 // A standard stream that writes straight into its C stream (the default,
-// sync_with_stdio(true)) holds nothing of its own: fflush(nullptr) empties
-// it. Telling so reads two pointers, where flush() would run libstdc++ code
+// sync_with_stdio(true)) holds nothing of its own: flushing stdout and
+// stderr empties it. Telling so reads two pointers, where flush() would run libstdc++ code
 // that a fresh child has to fault in page by page.
-bool holds_no_buffer(std::ostream& stream) {
+CONCUR_FORK_PATH bool holds_no_buffer(std::ostream& stream) {
 #ifdef __GLIBCXX__
   std::streambuf* const buffer = stream.rdbuf();
   return buffer != nullptr && typeid(*buffer) == typeid(__gnu_cxx::stdio_sync_filebuf<char>);
@@ -301,14 +306,37 @@ bool holds_no_buffer(std::ostream& stream) {
 #endif
 }
 
-void flush_stdio() {
+// True when the C stream may hold output not yet written. With glibc it
+// reads the put area's two pointers, without the stream's lock: fflush
+// takes the lock, a write to a page that every fork makes copy-on-write,
+// and in a fresh child it is one more page of libc code to fault in. A
+// stale answer (another thread printing at that very moment) only moves
+// that text to just after the fork instead of just before.
+CONCUR_FORK_PATH bool may_hold_output(std::FILE* stream) {
+#ifdef __GLIBC__
+  if (__atomic_load_n(&stream->_mode, __ATOMIC_RELAXED) > 0) return true;  // wide: let fflush tell
+  return __atomic_load_n(&stream->_IO_write_ptr, __ATOMIC_RELAXED) !=
+         __atomic_load_n(&stream->_IO_write_base, __ATOMIC_RELAXED);
+#else
+  (void)stream;
+  return true;
+#endif
+}
+
+// stdout and stderr, C and C++, as CPython flushes sys.stdout and
+// sys.stderr before fork and at the end of a child (util._flush_std_streams).
+// Other FILE streams are the program's to flush: a child ends with _exit and
+// never writes out what the parent had buffered in them.
+CONCUR_FORK_PATH void flush_stdio() {
   try {
     for (std::ostream* stream : {&std::cout, &std::cerr, &std::clog}) {
       if (!holds_no_buffer(*stream)) stream->flush();
     }
   } catch (...) {  // a stream set to throw: flushing is best effort, as in Python
   }
-  std::fflush(nullptr);
+  for (std::FILE* stream : {stdout, stderr}) {
+    if (may_hold_output(stream)) std::fflush(stream);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -406,7 +434,7 @@ bool wait_reaped(const std::shared_ptr<ProcessState>& s, Deadline deadline) {
   }
 }
 
-std::vector<std::shared_ptr<ProcessState>> children_snapshot() {
+CONCUR_FORK_PATH std::vector<std::shared_ptr<ProcessState>> children_snapshot() {
   Registry& r = registry();
   std::scoped_lock guard(r.mutex);
   return r.children;
@@ -426,11 +454,12 @@ namespace concur::multiprocessing {
 namespace {
 
 // In a child before it ends, and at the program's exit.
-void wait_for_non_daemon_threads() { concur::detail::threading_shutdown(); }
+CONCUR_FORK_PATH void wait_for_non_daemon_threads() { concur::detail::threading_shutdown(); }
 
 // Python's util._exit_function(): terminate the daemon children, then join
 // every child.
-void finish_children() {
+CONCUR_FORK_PATH void finish_children() {
+  if (!registry().listed_any.load(std::memory_order_acquire)) return;
   for (const auto& s : children_snapshot()) {
     std::scoped_lock guard(s->mutex);
     if (s->daemon && !try_reap(*s)) ::kill(s->pid, SIGTERM);
@@ -446,6 +475,9 @@ void at_exit() {
 }
 
 void install_exit_handler() {
+  // Loaded first: a compare-and-swap writes its page even when it fails,
+  // and after every fork that write is a copy-on-write fault.
+  if (g_exit_handler.load(std::memory_order_acquire)) return;
   bool expected = false;
   if (g_exit_handler.compare_exchange_strong(expected, true)) std::atexit(&at_exit);
 }
@@ -523,6 +555,7 @@ void adopt_orphan(std::shared_ptr<ProcessState> s) {
   Registry& r = registry();
   std::scoped_lock guard(r.mutex);
   r.orphans.push_back(std::move(s));
+  r.listed_any.store(true, std::memory_order_release);
   if (r.reaper_running) {
     ::eventfd_write(r.reaper_wakeup, 1);
     return;
@@ -546,7 +579,7 @@ void adopt_orphan(std::shared_ptr<ProcessState> s) {
 
 // In the parent returns the pid, or -1 with errno set; the child never
 // returns.
-pid_t fork_now(const ForkPlan& plan) {
+CONCUR_FORK_PATH pid_t fork_now(const ForkPlan& plan) {
   flush_stdio();
   const pid_t pid = fault::inject(fault::Call::kFork) ? -1 : ::fork();
   if (pid != 0) return pid;
@@ -651,7 +684,7 @@ std::string default_name(std::vector<int>& numbers_out, bool& daemon_out) {
 
 // The end of a concur child: no SIGPIPE from a last flush into a closed
 // pipe (Python ignores SIGPIPE), then _exit.
-[[noreturn]] void end_child(int code) {
+CONCUR_FORK_PATH [[noreturn]] void end_child(int code) {
   sigset_t pipe_only;
   ::sigemptyset(&pipe_only);
   ::sigaddset(&pipe_only, SIGPIPE);
@@ -662,7 +695,7 @@ std::string default_name(std::vector<int>& numbers_out, bool& daemon_out) {
 
 // exit(N) in a concur child ends it as the end of run() does, with code N,
 // before the handlers the parent registered can run.
-[[maybe_unused]] void child_on_exit(int status, void*) {
+CONCUR_FORK_PATH [[maybe_unused]] void child_on_exit(int status, void*) {
   {
     Identity& i = identity();
     std::scoped_lock guard(i.mutex);
@@ -717,7 +750,7 @@ Process::~Process() {
   }
 }
 
-void Process::run() {
+CONCUR_FORK_PATH void Process::run() {
   if (state_->target) state_->target();
 }
 
@@ -834,19 +867,20 @@ void Process::start() {
     Registry& r = registry();
     std::scoped_lock guard(r.mutex);
     r.children.push_back(state_);
+    r.listed_any.store(true, std::memory_order_release);
   }
 }
 
-void Process::run_child(int sentinel_write) {
+CONCUR_FORK_PATH void Process::run_child(int sentinel_write) {
   ProcessState& s = *state_;
-  // Another thread of the parent may have held this lock during fork.
-  new (&s.mutex) std::mutex;
+  // A thread of the parent may have held this lock at the fork. Reading s
+  // needs no lock here: only this thread exists until the target starts
+  // one, and start() took the lock before it forked. Not taking it leaves
+  // the Process object's page unwritten (fork_page.hpp).
+  concur::detail::reset_if_held(s.mutex);
   std::string name;
   {
-    std::scoped_lock guard(s.mutex);
-    name = s.name;
-    Identity& i = identity();  // the child's own (after_fork_in_child)
-    std::scoped_lock id_guard(i.mutex);
+    Identity& i = identity();  // the child's own (after_fork_in_child); no lock, as above
     i.name = s.name;
     i.daemon = s.daemon;
     i.numbers = s.identity;

@@ -20,6 +20,7 @@
 #include "concur/detail/annotate.hpp"
 #include "concur/threading/event.hpp"
 #include "exception_text.hpp"
+#include "fork_page.hpp"
 
 namespace concur::detail {
 
@@ -77,6 +78,10 @@ struct Registry {
   std::shared_ptr<ThreadState> main;
   ExceptHook hook;
   bool exit_handler_installed = false;
+  // Set when a thread other than the main one is listed: until then there
+  // is nothing to wait for or reap at the end, and a fork child that started
+  // no thread ends without taking the lock (fork_page.hpp).
+  std::atomic<bool> listed_others{false};
 };
 
 std::atomic<Registry*> g_registry{nullptr};
@@ -87,7 +92,9 @@ void after_fork_in_child();
 
 Registry& registry() {
   static Registry* const r = [] {
-    auto* created = new Registry;
+    // On the fork page (fork_page.hpp): its lock is held across fork.
+    auto* created = new (concur::detail::fork_page_allocate(sizeof(Registry), alignof(Registry)))
+        Registry;
     g_registry.store(created, std::memory_order_release);
     ::pthread_atfork(&before_fork, &after_fork_in_parent, &after_fork_in_child);
     return created;
@@ -137,6 +144,7 @@ void add_alive(const std::shared_ptr<ThreadState>& s, bool joinable) {
   std::scoped_lock guard(r.mutex);
   r.alive.push_back(s);
   if (joinable) r.unreaped.push_back(s);
+  r.listed_others.store(true, std::memory_order_release);
 }
 
 void remove_alive(const ThreadState* s) {
@@ -281,9 +289,12 @@ void detach(ThreadState& s) {
 // are destroyed. exit() may be called by one of them: it is skipped by its
 // kernel id, unique among the threads still listed (and its thread_locals
 // are gone by now, so t_current cannot tell).
-void wait_for_non_daemon_threads() {
-  const std::int64_t self = gettid_now();
+CONCUR_FORK_PATH void wait_for_non_daemon_threads() {
+  // Asked only when some thread is to be waited for: at the end of a fork
+  // child, gettid would be one more page of libc code to fault in.
+  std::int64_t self = 0;
   Registry& r = registry();
+  if (!r.listed_others.load(std::memory_order_acquire)) return;
   for (;;) {
     std::shared_ptr<ThreadState> pending;
     {
@@ -291,7 +302,9 @@ void wait_for_non_daemon_threads() {
       for (const auto& s : r.alive) {
         if (s == r.main || s->dummy || s->finished.is_set()) continue;
         std::scoped_lock state_guard(s->mutex);
-        if (!s->daemon && s->native_id != self) {
+        if (s->daemon) continue;
+        if (self == 0) self = gettid_now();
+        if (s->native_id != self) {
           pending = s;
           break;
         }
@@ -322,22 +335,35 @@ void install_exit_handler() {
 // Holding the registry across fork() gives the child a consistent list of
 // the threads that were alive, which after_fork_in_child stops, as Python's
 // threading._after_fork does.
-void before_fork() {
+CONCUR_FORK_PATH void before_fork() {
   if (Registry* r = g_registry.load(std::memory_order_acquire)) r->mutex.lock();
 }
 
-void after_fork_in_parent() {
+CONCUR_FORK_PATH void after_fork_in_parent() {
   if (Registry* r = g_registry.load(std::memory_order_acquire)) r->mutex.unlock();
 }
 
-void after_fork_in_child() {
+CONCUR_FORK_PATH void after_fork_in_child() {
   Registry* r = g_registry.load(std::memory_order_acquire);
   if (r == nullptr) return;
   // Only this thread exists now, and it holds r->mutex (before_fork).
+  ThreadState* const self = t_exiting ? nullptr : t_entry.state.get();
+  if (self != nullptr && !self->dummy && r->main.get() == self && r->alive.size() == 1 &&
+      r->alive.front().get() == self && r->unreaped.empty()) {
+    // The common case, a program whose only thread forks: nothing changes
+    // but the thread's ids, and no other page is written (fork_page.hpp).
+    concur::detail::reset_if_held(self->mutex);
+    const auto ident = ident_now();
+    if (self->ident != ident) self->ident = ident;
+    self->native_id = ::getpid();
+    r->listed_others.store(false, std::memory_order_relaxed);
+    r->mutex.unlock();
+    return;
+  }
   std::shared_ptr<ThreadState> keep = t_exiting ? nullptr : t_entry.state;
   for (const auto& s : r->alive) {
     // A thread that is gone here may have held it.
-    new (&s->mutex) std::mutex;
+    concur::detail::reset_if_held(s->mutex);
     // Python: every other thread has stopped; join() returns at once, and
     // nothing is reaped here (ThreadState::owner is the parent).
     if (s != keep) s->finished.set();
@@ -356,6 +382,7 @@ void after_fork_in_child() {
   keep->native_id = ::getpid();
   r->main = keep;
   r->alive.push_back(keep);
+  r->listed_others.store(false, std::memory_order_relaxed);
   if (!t_exiting) {
     t_entry.state = keep;
     t_entry.registered = false;  // the child's main thread: listed until the process ends
@@ -596,5 +623,5 @@ void default_excepthook(const ExceptHookArgs& args) {
 }  // namespace concur::threading
 
 namespace concur::detail {
-void threading_shutdown() { concur::threading::wait_for_non_daemon_threads(); }
+CONCUR_FORK_PATH void threading_shutdown() { concur::threading::wait_for_non_daemon_threads(); }
 }  // namespace concur::detail
