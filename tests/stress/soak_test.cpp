@@ -1,23 +1,43 @@
-// Soak: the primitives and both pools at once, across threads and
+// Soak: every primitive and both pools at once, across threads and
 // processes, under random timing, for a bounded time (CONCUR_SOAK_SECONDS,
-// 20 s by default; scripts/test.sh gives the release build more), checking
-// invariants all along: no item lost, none duplicated, no counter off, no
-// deadlock. A watchdog fails the run, after printing where every thread of
-// this process is blocked, if no activity makes progress for 10 s.
+// 20 s by default, which is what scripts/test.sh runs in every build),
+// checking invariants all along: no item lost, none duplicated, no counter
+// off, no deadlock. A watchdog fails the run, after printing where every
+// thread of this process is blocked, if no activity makes progress for 10 s.
+//
+// The activities, each in its own thread here (numbered as below):
+//   every build: 2 Lock/RLock/Semaphore counters, 3 a Condition buffer,
+//     6 Events and Timers, 9 a BoundedSemaphore, and under a sanitizer the
+//     ThreadPool half of 4;
+//   release build (they fork): 1 a Queue from a producer process, 4 Pool
+//     and ThreadPool maps, 5 a Barrier with a child, 7 a Pipe and a Value,
+//     8 a JoinableQueue with consumer processes and an Array, 10 named
+//     SharedMemory, 11 mp::Lock, RLock, BoundedSemaphore, Condition and
+//     Event shared with a child.
+// The watchdog covers every wait. Those of activities 8 to 11 (and the
+// acquires of 2) are bounded by kBound too: a wait that times out is a
+// failure, and its activity ends cleanly (children killed and reaped, with
+// bounds).
 #include <gtest/gtest.h>
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <numeric>
 #include <random>
+#include <span>
+#include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -31,6 +51,9 @@ namespace th = concur::threading;
 namespace mp = concur::multiprocessing;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+
+// The bound of every wait that a correct library always ends well before.
+constexpr auto kBound = std::chrono::seconds(10);
 
 int soak_seconds() {
   const char* text = std::getenv("CONCUR_SOAK_SECONDS");
@@ -91,6 +114,51 @@ void dump_threads() {
     std::fprintf(stderr, "  tid %s (%s): state %c, waiting in %s\n", tid.c_str(), c.c_str(), state,
                  w.empty() ? "-" : w.c_str());
   }
+}
+
+// One increment of counters[which] under the lock that guards it: a Lock
+// (0), an RLock taken twice (1) or a Semaphore(1) (2), of either module.
+// Every acquire is bounded; false when one timed out.
+template <class L, class R, class S>
+bool increment_under(unsigned which, L& lock, R& rlock, S& sem, long* counters) {
+  switch (which) {
+    case 0: {
+      std::unique_lock guard(lock, kBound);
+      if (!guard) return false;
+      ++counters[0];
+      return true;
+    }
+    case 1: {
+      std::unique_lock outer(rlock, kBound);
+      if (!outer) return false;
+      std::unique_lock inner(rlock, kBound);
+      if (!inner) return false;
+      ++counters[1];
+      return true;
+    }
+    default: {
+      if (!sem.acquire(kBound)) return false;
+      ++counters[2];
+      sem.release();
+      return true;
+    }
+  }
+}
+
+// Waits, bounded, for a child to end; one that does not is reported, killed
+// and reaped. True when it ended on its own with exit code 0.
+[[maybe_unused]] bool end_child(Soak& soak, mp::Process& child, const std::string& what) {
+  if (!child.join(kBound)) {
+    soak.fail(what + ": a child did not end within 10 s");
+    child.kill();
+    child.join(kBound);
+    return false;
+  }
+  if (child.exitcode() != 0) {
+    soak.fail(what + ": a child ended with " + std::to_string(child.exitcode().value_or(-1)));
+    return false;
+  }
+  return true;
 }
 
 // Activity 1: a producer process puts numbered items into a Queue; two
@@ -166,26 +234,9 @@ void lock_counters(Soak& soak, unsigned seed) {
       Jitter jitter(seed + static_cast<unsigned>(t));
       while (!soak.stop.load(std::memory_order_relaxed)) {
         const unsigned which = jitter.next(3);
-        switch (which) {
-          case 0: {
-            std::scoped_lock guard(lock);
-            ++counters[0];
-            break;
-          }
-          case 1: {
-            std::scoped_lock outer(rlock);
-            std::scoped_lock inner(rlock);
-            ++counters[1];
-            break;
-          }
-          default: {
-            if (!sem.acquire(std::chrono::seconds(5))) {
-              soak.fail("semaphore: acquire timed out");
-              return;
-            }
-            ++counters[2];
-            sem.release();
-          }
+        if (!increment_under(which, lock, rlock, sem, counters)) {
+          soak.fail("lock counters: an acquire waited 10 s");
+          return;
         }
         increments[which].fetch_add(1, std::memory_order_relaxed);
         soak.tick();
@@ -434,6 +485,419 @@ void events_and_timers(Soak& soak, unsigned seed) {
   }
 }
 
+// Activity 8: rounds of numbered items go into a JoinableQueue; two consumer
+// processes take them, count each in a shared Array and call task_done().
+// join() here, bounded (a helper thread sets an Event), returns once the
+// round is done, and by then every item of it was counted exactly once: its
+// own element and the shared total are raised under the Array's lock, and
+// each consumer's own element, which only it writes, without the lock (the
+// own elements add up to the total). A task_done() too many is
+// std::invalid_argument and changes nothing (the next round's join()).
+[[maybe_unused]] void joinable_queue_and_array(Soak& soak, unsigned seed) {
+  constexpr std::size_t kMaxRound = 256;
+  constexpr std::size_t kTotal = kMaxRound;    // every item counted, under the lock
+  constexpr std::size_t kOwn = kMaxRound + 1;  // kOwn + c: consumer c's items, without it
+  constexpr int kConsumers = 2;
+  mp::JoinableQueue<long> q(32);
+  mp::Array<long> counts(kOwn + kConsumers);
+  std::vector<std::unique_ptr<mp::Process>> consumers;
+  for (int c = 0; c < kConsumers; ++c) {
+    const auto own = kOwn + static_cast<std::size_t>(c);
+    consumers.push_back(std::make_unique<mp::Process>(
+        mp::ProcessOptions{"soak-joinable-" + std::to_string(c), true}, [q, counts, own, seed]() mutable {
+          Jitter jitter(seed + static_cast<unsigned>(own));
+          for (;;) {
+            const long n = q.get(kBound);  // concur::Empty after 10 s: the child fails
+            if (n >= 0) {
+              {
+                std::unique_lock guard(counts.get_lock(), kBound);
+                if (!guard) throw std::runtime_error("the Array's lock waited 10 s");
+                ++counts[static_cast<std::size_t>(n)];
+                ++counts[kTotal];
+              }
+              ++counts[own];
+            }
+            q.task_done();
+            if (n < 0) return;
+            jitter();
+          }
+        }));
+    consumers.back()->start();
+  }
+  Jitter jitter(seed);
+  long total = 0;
+  bool healthy = true;
+  while (healthy && !soak.stop.load(std::memory_order_relaxed)) {
+    const std::size_t n = 1 + jitter.next(kMaxRound);
+    for (std::size_t i = 0; i < n && healthy; ++i) {
+      try {
+        q.put(static_cast<long>(i), kBound);
+        soak.tick();
+      } catch (const concur::Full&) {
+        soak.fail("joinable queue: put waited 10 s for room");
+        healthy = false;
+      }
+    }
+    if (!healthy) break;
+    th::Event joined;
+    std::thread joiner([&] {
+      q.join();
+      joined.set();
+    });
+    if (!joined.wait(kBound)) {
+      // The consumers go, and task_done() until it refuses lets join() return.
+      soak.fail("joinable queue: join() waited 10 s");
+      healthy = false;
+      for (auto& p : consumers) p->kill();
+      for (auto& p : consumers) p->join(kBound);
+      for (;;) {
+        try {
+          q.task_done();
+        } catch (const std::invalid_argument&) {
+          break;
+        }
+      }
+    }
+    joiner.join();
+    if (!healthy) break;
+    {
+      std::unique_lock guard(counts.get_lock(), kBound);
+      if (!guard) {
+        soak.fail("joinable queue: the Array's lock waited 10 s");
+        healthy = false;
+        break;
+      }
+      total += static_cast<long>(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        if (counts[i] != 1) {
+          soak.fail("joinable queue: after join(), item " + std::to_string(i) + " of a round counted " +
+                    std::to_string(counts[i]) + " times");
+          healthy = false;
+          break;
+        }
+      }
+      if (counts[kTotal] != total) {
+        soak.fail("array: total " + std::to_string(counts[kTotal]) + ", " + std::to_string(total) + " items");
+        healthy = false;
+      }
+      std::fill(counts.begin(), counts.begin() + static_cast<std::ptrdiff_t>(n), 0L);
+    }
+    if (jitter.next(8) == 0) {
+      try {
+        q.task_done();
+        soak.fail("joinable queue: a task_done() too many was accepted");
+        healthy = false;
+      } catch (const std::invalid_argument&) {
+      }
+    }
+    soak.tick();
+  }
+  // The consumers end on a -1 each, or are killed when something went wrong.
+  for (int c = 0; c < kConsumers && healthy; ++c) {
+    try {
+      q.put(-1, kBound);
+    } catch (const concur::Full&) {
+      soak.fail("joinable queue: put waited 10 s for room");
+      healthy = false;
+    }
+  }
+  for (auto& p : consumers) {
+    if (healthy) {
+      healthy = end_child(soak, *p, "joinable queue");
+    } else {
+      p->kill();
+      p->join(kBound);
+    }
+  }
+  if (healthy) {
+    long own = 0;
+    for (int c = 0; c < kConsumers; ++c) own += counts[kOwn + static_cast<std::size_t>(c)];
+    if (own != total || counts[kTotal] != total) {
+      soak.fail("array: the consumers' own counts add up to " + std::to_string(own) + ", the total is " +
+                std::to_string(counts[kTotal]) + ", " + std::to_string(total) + " items were put");
+    }
+  }
+}
+
+// Activity 9: four threads pass through a BoundedSemaphore(2) in rounds;
+// never more than two are inside at once (an atomic count of those inside).
+// Between rounds, with every thread outside, a release above the bound --
+// by release(), through a Semaphore& or by unlock() -- is
+// std::invalid_argument and leaves the value at 2. The first failure ends
+// the activity (it breaks the round barrier).
+void bounded_semaphore(Soak& soak, unsigned seed) {
+  constexpr int kPermits = 2;
+  constexpr int kThreads = 4;
+  th::BoundedSemaphore sem(kPermits);
+  th::Barrier rounds(kThreads + 1);  // twice a round: all are outside; the check is done
+  std::atomic<int> inside{0};
+  std::atomic<bool> finish{false};
+  std::atomic<bool> failed{false};
+  const auto fail = [&](const std::string& what) {
+    soak.fail("bounded semaphore: " + what);
+    failed.store(true);
+    rounds.abort();
+  };
+  std::vector<std::thread> threads;
+  threads.reserve(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      Jitter jitter(seed + static_cast<unsigned>(t));
+      try {
+        while (!finish.load()) {
+          const unsigned passes = 1 + jitter.next(200);
+          for (unsigned p = 0; p < passes && !soak.stop.load(std::memory_order_relaxed); ++p) {
+            if (!sem.acquire(kBound)) {
+              fail("acquire waited 10 s");
+              return;
+            }
+            const int now = inside.fetch_add(1) + 1;
+            jitter();
+            inside.fetch_sub(1);
+            sem.release();
+            if (now > kPermits) {
+              fail(std::to_string(now) + " threads inside");
+              return;
+            }
+            soak.tick();
+            jitter();
+          }
+          rounds.wait(kBound);
+          rounds.wait(kBound);
+        }
+      } catch (const concur::BrokenBarrierError&) {
+        // A failure, reported by whoever broke the barrier or below.
+      }
+    });
+  }
+  try {
+    for (unsigned round = 0; !finish.load(); ++round) {
+      rounds.wait(kBound);
+      const int before = sem.value();
+      bool refused = false;
+      try {
+        if (round % 3 == 0) {
+          sem.release();
+        } else if (round % 3 == 1) {
+          static_cast<th::Semaphore&>(sem).release();
+        } else {
+          sem.unlock();
+        }
+      } catch (const std::invalid_argument&) {
+        refused = true;
+      }
+      if (before != kPermits || !refused || sem.value() != kPermits) {
+        fail("with every thread outside, value " + std::to_string(before) + ", a release above the bound " +
+             (refused ? "refused" : "accepted") + ", value " + std::to_string(sem.value()) + " after it");
+        break;
+      }
+      finish.store(soak.stop.load());
+      rounds.wait(kBound);
+    }
+  } catch (const concur::BrokenBarrierError&) {
+    if (!failed.load()) soak.fail("bounded semaphore: a round barrier waited 10 s");
+  }
+  finish.store(true);
+  for (auto& t : threads) t.join();
+}
+
+std::byte shm_pattern(std::size_t i, unsigned salt) { return static_cast<std::byte>((i * 131 + salt) & 0xff); }
+void fill_pattern(std::span<std::byte> bytes, unsigned salt) {
+  for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = shm_pattern(i, salt);
+}
+// The first byte that differs from the pattern; the size if none does.
+std::size_t pattern_mismatch(std::span<const std::byte> bytes, unsigned salt) {
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    if (bytes[i] != shm_pattern(i, salt)) return i;
+  }
+  return bytes.size();
+}
+
+// Activity 10: SharedMemory segments of random sizes, named here (half of
+// them by the caller, half by SharedMemory itself), to which a child process
+// attaches by name: the child finds the size and the pattern written here
+// and writes its own, which this process reads back. Then close() and
+// unlink(): attaching to the name again is ENOENT, and nothing is left in
+// /dev/shm (the hygiene check after the test).
+[[maybe_unused]] void shared_memory_segments(Soak& soak, unsigned seed) {
+  Jitter jitter(seed);
+  const std::string prefix = "concur_soak_" + std::to_string(::getpid()) + "_";
+  for (long round = 0; !soak.stop.load(std::memory_order_relaxed); ++round) {
+    const std::size_t size = 1 + jitter.next(1U << 18);
+    const unsigned salt = jitter.next(256);
+    std::unique_ptr<mp::SharedMemory> shm;
+    try {
+      shm = jitter.next(2) == 0 ? std::make_unique<mp::SharedMemory>(prefix + std::to_string(round), true, size)
+                                : std::make_unique<mp::SharedMemory>(size);
+    } catch (const std::exception& e) {
+      soak.fail(std::string("shared memory: create: ") + e.what());
+      return;
+    }
+    const std::string name = shm->name();
+    bool healthy = true;
+    try {
+      fill_pattern(shm->buf(), salt);
+      mp::Process child(mp::ProcessOptions{"soak-shm", true}, [name, size, salt] {
+        mp::SharedMemory mine(name, false);
+        if (mine.size() != size) throw std::runtime_error("attached " + std::to_string(mine.size()) + " bytes");
+        if (pattern_mismatch(mine.buf(), salt) != size) throw std::runtime_error("the pattern differs");
+        fill_pattern(mine.buf(), salt + 1);
+        mine.close();
+      });
+      child.start();
+      if (end_child(soak, child, "shared memory")) {
+        const std::size_t at = pattern_mismatch(shm->buf(), salt + 1);
+        if (at != size) {
+          soak.fail("shared memory: byte " + std::to_string(at) + " of the child's pattern differs");
+          healthy = false;
+        }
+      } else {
+        healthy = false;
+      }
+      shm->close();
+    } catch (const std::exception& e) {
+      soak.fail(std::string("shared memory: ") + e.what());
+      healthy = false;
+    }
+    try {
+      shm->unlink();
+    } catch (const std::exception& e) {
+      soak.fail(std::string("shared memory: ") + e.what());
+      return;
+    }
+    try {
+      mp::SharedMemory again(name, false);
+      soak.fail("shared memory: \"" + name + "\" could be attached to after unlink()");
+      again.unlink();
+      return;
+    } catch (const std::system_error& e) {
+      if (e.code().value() != ENOENT) {
+        soak.fail(std::string("shared memory: ") + e.what());
+        return;
+      }
+    }
+    if (!healthy) return;
+    soak.tick();
+    jitter();
+  }
+}
+
+// What activity 11 shares between this process and its child.
+struct SharedPrimitives {
+  // The cells: [0, 3) the counters; [3, 6) the child's tallies of its own
+  // increments of them; whose turn it is (0 this process, 1 the child); how
+  // often each side handed the turn over.
+  enum : std::size_t { kTallies = 3, kTurn = 6, kHandedHere = 7, kHandedThere = 8, kCells = 9 };
+  mp::RawArray<long> cells = mp::RawArray<long>(kCells);
+  mp::Lock lock;
+  mp::RLock rlock;
+  mp::BoundedSemaphore sem{1};
+  mp::Condition turn;
+  mp::Event started;
+  mp::Event finish;
+
+  // Increments a random one of the three counters under its lock until
+  // `finish` is set, counting its own increments in tally[3]. Empty, or what
+  // went wrong.
+  std::string count(long* tally, unsigned seed, Soak* soak) {
+    Jitter jitter(seed);
+    while (!finish.is_set()) {
+      const unsigned which = jitter.next(3);
+      if (!increment_under(which, lock, rlock, sem, &cells[0])) return "an acquire waited 10 s; ";
+      ++tally[which];
+      if (soak != nullptr) soak->tick();
+      jitter();
+    }
+    return {};
+  }
+
+  // One side of the hand-over (me: 0 this process, 1 the child): waits for
+  // its turn, checks that the other side handed over as often as strict
+  // turns allow, and hands the turn over; until `finish` is set. Empty, or
+  // what went wrong.
+  std::string hand_over(long me, unsigned seed, Soak* soak) {
+    Jitter jitter(seed);
+    const std::size_t mine = me == 0 ? kHandedHere : kHandedThere;
+    const std::size_t theirs = me == 0 ? kHandedThere : kHandedHere;
+    while (!finish.is_set()) {
+      std::unique_lock guard(turn, kBound);
+      if (!guard) return "the Condition's lock waited 10 s; ";
+      if (!turn.wait_for([&] { return cells[kTurn] == me || finish.is_set(); }, kBound)) {
+        return "the turn did not come back within 10 s; ";
+      }
+      if (cells[kTurn] != me) break;
+      if (cells[theirs] != cells[mine] + me) {
+        return "the turn came back after " + std::to_string(cells[theirs]) + " hand-overs there and " +
+               std::to_string(cells[mine]) + " here; ";
+      }
+      cells[kTurn] = 1 - me;
+      ++cells[mine];
+      turn.notify();
+      guard.unlock();
+      if (soak != nullptr) soak->tick();
+      jitter();
+    }
+    return {};
+  }
+};
+
+// Activity 11: this process and a child share an mp::Lock, an mp::RLock
+// (taken twice) and an mp::BoundedSemaphore(1), each guarding its own
+// counter in shared memory, which a thread on each side increments: each
+// counter ends equal to the increments both sides made under its lock, and
+// afterwards the semaphore refuses a release above its bound. Meanwhile a
+// second thread on each side hands a turn back and forth through an
+// mp::Condition, strictly in turn (each side checks the other's count of
+// hand-overs). mp::Events say that the child started and end it.
+[[maybe_unused]] void process_shared_primitives(Soak& soak, unsigned seed) {
+  SharedPrimitives shared;
+  mp::Process child(mp::ProcessOptions{"soak-primitives", true}, [shared, seed]() mutable {
+    shared.started.set();
+    long tally[3] = {0, 0, 0};
+    std::string counting;
+    std::thread counter([&] { counting = shared.count(tally, seed + 1, nullptr); });
+    const std::string handing = shared.hand_over(1, seed + 2, nullptr);
+    counter.join();
+    for (std::size_t i = 0; i < 3; ++i) shared.cells[SharedPrimitives::kTallies + i] = tally[i];
+    if (!counting.empty() || !handing.empty()) throw std::runtime_error(counting + handing);
+  });
+  child.start();
+  long tally[3] = {0, 0, 0};
+  std::string counting, handing;
+  if (shared.started.wait(kBound)) {
+    std::thread counter([&] { counting = shared.count(tally, seed + 3, &soak); });
+    std::thread hander([&] { handing = shared.hand_over(0, seed + 4, &soak); });
+    soak.stopped.wait();
+    shared.finish.set();
+    {
+      // Wakes a hand-over that waits for its turn, on either side.
+      std::unique_lock guard(shared.turn, kBound);
+      if (guard) shared.turn.notify_all();
+    }
+    counter.join();
+    hander.join();
+  } else {
+    soak.fail("process-shared primitives: the child did not start within 10 s");
+    shared.finish.set();
+  }
+  if (!counting.empty() || !handing.empty()) soak.fail("process-shared primitives: " + counting + handing);
+  if (!end_child(soak, child, "process-shared primitives")) return;
+  const char* names[3] = {"mp::Lock", "mp::RLock", "mp::BoundedSemaphore"};
+  for (std::size_t i = 0; i < 3; ++i) {
+    const long made = tally[i] + shared.cells[SharedPrimitives::kTallies + i];
+    if (shared.cells[i] != made) {
+      soak.fail(std::string(names[i]) + ": counter " + std::to_string(shared.cells[i]) + ", " +
+                std::to_string(made) + " increments made");
+    }
+  }
+  try {
+    shared.sem.release();
+    soak.fail("mp::BoundedSemaphore: a release above the bound was accepted");
+  } catch (const std::invalid_argument&) {
+  }
+  if (shared.sem.value() != 1) soak.fail("mp::BoundedSemaphore: value " + std::to_string(shared.sem.value()) + " at the end");
+}
+
 class Soaking : public concur::testing::HygieneTest {};
 
 TEST_F(Soaking, EverythingAtOnceKeepsItsInvariants) {
@@ -442,10 +906,11 @@ TEST_F(Soaking, EverythingAtOnceKeepsItsInvariants) {
   std::printf("soak: %d s, seed %u\n", seconds, seed);
   Soak soak;
   std::vector<std::thread> activities;
-  activities.reserve(7);
+  activities.reserve(11);
   activities.emplace_back([&] { lock_counters(soak, seed + 1); });
   activities.emplace_back([&] { condition_buffer(soak, seed + 2); });
   activities.emplace_back([&] { events_and_timers(soak, seed + 4); });
+  activities.emplace_back([&] { bounded_semaphore(soak, seed + 7); });
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
   // The sanitizer runtimes' allocators are not fork-safe: a child forked
   // while another thread holds one of their internal locks stops for good
@@ -459,6 +924,9 @@ TEST_F(Soaking, EverythingAtOnceKeepsItsInvariants) {
   activities.emplace_back([&] { pools(soak, seed + 3); });
   activities.emplace_back([&] { barrier_cycles(soak); });
   activities.emplace_back([&] { pipe_and_value(soak, seed + 5); });
+  activities.emplace_back([&] { joinable_queue_and_array(soak, seed + 6); });
+  activities.emplace_back([&] { shared_memory_segments(soak, seed + 8); });
+  activities.emplace_back([&] { process_shared_primitives(soak, seed + 9); });
 #endif
 
   // The watchdog: the run's clock, and progress checked every second.
