@@ -25,6 +25,14 @@ namespace {
 namespace mp = concur::multiprocessing;
 constexpr int kWorkers = 2;
 
+// A Pool whose workers are forked once, with the pool (Python's own model).
+mp::PoolOptions once() {
+  mp::PoolOptions options;
+  options.processes = kWorkers;
+  options.worker_start = mp::WorkerStart::once;
+  return options;
+}
+
 const std::vector<int>& million() {
   static const std::vector<int> items = [] {
     std::vector<int> v(1'000'000);
@@ -58,6 +66,16 @@ void BM_Map1M_Pool(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_Map1M_Pool)->Name("map1M/concur::Pool")->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+void BM_Map1M_PoolOnce(benchmark::State& state) {
+  const auto& items = million();
+  mp::Pool pool(once());
+  for (auto _ : state) {
+    auto out = pool.map(trivial, items);
+    benchmark::DoNotOptimize(out.data());
+  }
+}
+BENCHMARK(BM_Map1M_PoolOnce)->Name("map1M/concur::Pool(once)")->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 void BM_Map1M_ThreadPool(benchmark::State& state) {
   const auto& items = million();
@@ -156,6 +174,16 @@ void BM_Cpu_Pool(benchmark::State& state) {
 }
 BENCHMARK(BM_Cpu_Pool)->Name("cpu50us/concur::Pool")->UseRealTime()->Unit(benchmark::kMillisecond)->Iterations(2);
 
+void BM_Cpu_PoolOnce(benchmark::State& state) {
+  calibrate();
+  mp::Pool pool(once());
+  for (auto _ : state) {
+    auto out = pool.map(burn, cpu_items());
+    benchmark::DoNotOptimize(out.data());
+  }
+}
+BENCHMARK(BM_Cpu_PoolOnce)->Name("cpu50us/concur::Pool(once)")->UseRealTime()->Unit(benchmark::kMillisecond)->Iterations(2);
+
 void BM_Cpu_ThreadPool(benchmark::State& state) {
   calibrate();
   mp::ThreadPool pool(kWorkers);
@@ -178,6 +206,17 @@ void BM_SmallCalls_Pool(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_SmallCalls_Pool)->Name("small_map100/concur::Pool")->UseRealTime()->Unit(benchmark::kMicrosecond)->Iterations(1000);
+
+void BM_SmallCalls_PoolOnce(benchmark::State& state) {
+  std::vector<int> items(100);
+  std::iota(items.begin(), items.end(), 0);
+  mp::Pool pool(once());
+  for (auto _ : state) {
+    auto out = pool.map(trivial, items);
+    benchmark::DoNotOptimize(out.data());
+  }
+}
+BENCHMARK(BM_SmallCalls_PoolOnce)->Name("small_map100/concur::Pool(once)")->UseRealTime()->Unit(benchmark::kMicrosecond)->Iterations(1000);
 
 void BM_SmallCalls_ThreadPool(benchmark::State& state) {
   std::vector<int> items(100);
@@ -234,6 +273,17 @@ void BM_Lifecycle_Pool(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_Lifecycle_Pool)->Name("lifecycle/concur::Pool")->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+void BM_Lifecycle_PoolOnce(benchmark::State& state) {
+  std::vector<int> items(100);
+  std::iota(items.begin(), items.end(), 0);
+  for (auto _ : state) {
+    mp::Pool pool(once());
+    auto out = pool.map(trivial, items);
+    benchmark::DoNotOptimize(out.data());
+  }
+}
+BENCHMARK(BM_Lifecycle_PoolOnce)->Name("lifecycle/concur::Pool(once)")->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 void BM_Lifecycle_ThreadPool(benchmark::State& state) {
   std::vector<int> items(100);

@@ -554,6 +554,7 @@ std::shared_ptr<const PoolSettings> make_settings(mp::PoolOptions options) {
   settings->processes = options.processes == 0 ? mp::cpu_count() : options.processes;
   settings->initializer = std::move(options.initializer);
   settings->maxtasksperchild = options.maxtasksperchild;
+  settings->resident = options.worker_start == mp::WorkerStart::once;
   if (options.task_timeout) {
     const std::int64_t ns = Deadline::saturating_ns(*options.task_timeout);
     if (ns <= 0) {
@@ -567,7 +568,9 @@ std::shared_ptr<const PoolSettings> make_settings(mp::PoolOptions options) {
 }  // namespace
 
 PoolCore::PoolCore(mp::PoolOptions options)
-    : settings_(make_settings(std::move(options))), supervisor_(settings_) {}
+    : settings_(make_settings(std::move(options))), supervisor_(settings_) {
+  if (settings_->resident) resident_ = std::make_unique<ResidentWorkers>(settings_);
+}
 
 PoolCore::~PoolCore() = default;
 
@@ -580,8 +583,11 @@ void PoolCore::require_running(const char* call) const {
 }
 
 void PoolCore::close() {
-  std::scoped_lock guard(mutex_);
-  if (state_ == 0) state_ = 1;
+  {
+    std::scoped_lock guard(mutex_);
+    if (state_ == 0) state_ = 1;
+  }
+  if (resident_) resident_->close();
 }
 
 void PoolCore::terminate() {
@@ -590,6 +596,7 @@ void PoolCore::terminate() {
     state_ = 2;
   }
   supervisor_.terminate();
+  if (resident_) resident_->terminate();
 }
 
 void PoolCore::join() {
@@ -601,6 +608,7 @@ void PoolCore::join() {
     }
   }
   supervisor_.join();
+  if (resident_) resident_->join();
 }
 
 }  // namespace concur::detail

@@ -17,6 +17,7 @@
 #include <functional>
 #include <iterator>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -105,6 +106,13 @@ inline void run_threads(int n, const std::function<void(int)>& body) {
   threads.reserve(n);
   for (int i = 0; i < n; ++i) threads.emplace_back(body, i);
   for (auto& t : threads) t.join();
+}
+
+// A map's f that fails at items 5, 17 and 90 (std::domain_error "bad N"):
+// every pool must report item 5, the lowest, whatever order its chunks end in.
+inline int fails_at_5_17_90(int x) {
+  if (x == 17 || x == 5 || x == 90) throw std::domain_error("bad " + std::to_string(x));
+  return x;
 }
 
 }  // namespace concur::testing

@@ -102,5 +102,12 @@ TEST_F(PoolFaults, CtrlCEndsTheWorkersOfAMapCalledFromAThread) {
   interrupt_and_check("thread", SIGINT);
 }
 TEST_F(PoolFaults, KilledParentTakesItsWorkersAlong) { interrupt_and_check("main", SIGKILL); }
+TEST_F(PoolFaults, CtrlCEndsTheWorkersMadeWithThePool) { interrupt_and_check("once", SIGINT); }
+TEST_F(PoolFaults, CtrlCEndsTheWorkersOfAPoolMadeOnAThread) {
+  interrupt_and_check("once-thread", SIGINT);
+}
+TEST_F(PoolFaults, KilledParentTakesTheWorkersMadeWithThePoolAlong) {
+  interrupt_and_check("once", SIGKILL);
+}
 
 }  // namespace

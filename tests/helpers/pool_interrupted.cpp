@@ -4,6 +4,8 @@
 //   main     map called from the main thread
 //   thread   map called from another thread (its workers are forked by
 //            concur's fork thread)
+//   once, once-thread   the same with a pool whose workers are forked when
+//            it is made (WorkerStart::once)
 #include <signal.h>
 #include <unistd.h>
 
@@ -21,18 +23,24 @@
 namespace mp = concur::multiprocessing;
 
 int main(int argc, char** argv) {
-  const bool on_thread = argc > 1 && std::strcmp(argv[1], "thread") == 0;
+  const char* mode = argc > 1 ? argv[1] : "main";
+  const bool on_thread = std::strcmp(mode, "thread") == 0 || std::strcmp(mode, "once-thread") == 0;
+  const bool once = std::strncmp(mode, "once", 4) == 0;
   auto pids = mp::Array<int>(2);
-  auto body = [pids]() mutable {
-    mp::Pool pool(2);
+  int* shared = &pids[0];  // shared memory: the same in the workers
+  auto body = [shared, once] {
+    mp::PoolOptions options;
+    options.processes = 2;
+    if (once) options.worker_start = mp::WorkerStart::once;
+    mp::Pool pool(options);
     // Each worker takes one item, records its pid, and, once both have,
     // the first one prints the line; then every task blocks until killed.
     pool.map(
-        [pids](int slot) mutable {
-          std::atomic_ref<int>(pids[static_cast<std::size_t>(slot)]).store(::getpid());
+        [shared](int slot) {
+          std::atomic_ref<int>(shared[slot]).store(::getpid());
           if (slot == 0) {
-            while (std::atomic_ref<int>(pids[1]).load() == 0) ::sched_yield();
-            std::printf("%d %d\n", pids[0], pids[1]);
+            while (std::atomic_ref<int>(shared[1]).load() == 0) ::sched_yield();
+            std::printf("%d %d\n", shared[0], shared[1]);
             std::fflush(stdout);
           }
           for (;;) ::pause();

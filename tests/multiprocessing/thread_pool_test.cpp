@@ -86,12 +86,7 @@ TEST(ThreadPool, ExceptionOfTheLowestFailingIndexReachesTheCaller) {
   mp::ThreadPool pool(4);
   for (std::size_t chunksize : {1u, 3u, 0u}) {
     try {
-      pool.map(
-          [](int x) {
-            if (x == 17 || x == 5 || x == 90) throw std::domain_error("bad " + std::to_string(x));
-            return x;
-          },
-          iota(100), chunksize);
+      pool.map(fails_at_5_17_90, iota(100), chunksize);
       FAIL() << "no exception";
     } catch (const std::domain_error& e) {
       EXPECT_STREQ(e.what(), "bad 5");

@@ -8,7 +8,10 @@
 #include <mutex>
 #include <optional>
 #include <type_traits>
+#include <functional>
+#include <tuple>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "concur/detail/annotate.hpp"
@@ -82,6 +85,32 @@ std::vector<Out> take_results(std::vector<ResultSlot<Out>>& slots) {
     return out;
   }
 }
+
+// f(item) for map, f(std::get<I>(item)...) for starmap: the process pools'
+// call of f.
+template <bool kPlain, class F, class Item>
+decltype(auto) pool_call(F& f, Item&& item) {
+  if constexpr (kPlain) {
+    return std::invoke(f, std::forward<Item>(item));
+  } else {
+    return std::apply(f, std::forward<Item>(item));
+  }
+}
+
+// apply's callable: f(args...) with a void result made a value.
+template <class F>
+struct ApplyCall {
+  F f;
+  template <class Tuple>
+  auto operator()(Tuple& args) {
+    if constexpr (std::is_void_v<decltype(std::apply(f, args))>) {
+      std::apply(f, args);
+      return std::monostate{};
+    } else {
+      return std::apply(f, args);
+    }
+  }
+};
 
 // The results of one map call and the chunks still to finish.
 template <class Out>

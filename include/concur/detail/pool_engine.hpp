@@ -53,6 +53,7 @@ struct PoolSettings {
   int maxtasksperchild = 0;
   std::int64_t task_timeout_ns = 0;  // 0: none
   std::string name_prefix = "ForkPoolWorker";
+  bool resident = false;  // WorkerStart::once
 };
 
 // The worker's side of its pipe, in the child.

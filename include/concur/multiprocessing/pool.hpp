@@ -22,6 +22,7 @@
 
 #include "concur/detail/map_job.hpp"
 #include "concur/detail/pool_engine.hpp"
+#include "concur/detail/resident.hpp"
 #include "concur/detail/result_state.hpp"
 #include "concur/detail/shared_block.hpp"
 #include "concur/errors.hpp"
@@ -50,30 +51,6 @@ inline void atomic_min(std::atomic<std::uint64_t>& word, std::uint64_t value) {
   while (value < seen && !word.compare_exchange_weak(seen, value, std::memory_order_acq_rel)) {
   }
 }
-
-template <bool kPlain, class F, class Item>
-decltype(auto) pool_call(F& f, Item&& item) {
-  if constexpr (kPlain) {
-    return std::invoke(f, std::forward<Item>(item));
-  } else {
-    return std::apply(f, std::forward<Item>(item));
-  }
-}
-
-// apply's callable: f(args...) with a void result made a value.
-template <class F>
-struct ApplyCall {
-  F f;
-  template <class Tuple>
-  auto operator()(Tuple& args) {
-    if constexpr (std::is_void_v<decltype(std::apply(f, args))>) {
-      std::apply(f, args);
-      return std::monostate{};
-    } else {
-      return std::apply(f, args);
-    }
-  }
-};
 
 // The shared block of a pool's last synchronous call, kept for the next:
 // its pages are already there, so the next call's workers write results
@@ -368,11 +345,14 @@ class PoolCore {
   int processes() const { return settings_->processes; }
   PoolSupervisor& supervisor() { return supervisor_; }
   SharedArena& arena() { return arena_; }
+  // The workers made with the pool (WorkerStart::once); null otherwise.
+  ResidentWorkers* resident() { return resident_.get(); }
 
  private:
   std::shared_ptr<const PoolSettings> settings_;
   PoolSupervisor supervisor_;
   SharedArena arena_;
+  std::unique_ptr<ResidentWorkers> resident_;
   mutable std::mutex mutex_;
   int state_ = 0;  // 0 running, 1 closed, 2 terminated
   bool joined_ = false;
@@ -391,6 +371,11 @@ namespace concur::multiprocessing {
 ///   workers already hold them); results are transferable types, and
 ///   trivially copyable ones are written straight into shared memory. Between
 ///   calls the pool holds no process. See docs/pool.md for the trade-offs.
+/// - PoolOptions::worker_start = WorkerStart::once: Python's own model
+///   instead, for many small calls: the workers are forked when the pool is
+///   made and serve every call; f must be trivially copyable and sees the
+///   program as it was then; items are sent (transferable types). A call
+///   that cannot be run so is std::invalid_argument.
 /// - Thread-safety: every member may be called from any thread.
 /// - Blocks: map, starmap, apply until their results are in; join until every
 ///   asynchronous call has finished; imap's iterator until its next result.
@@ -426,6 +411,13 @@ class Pool {
   template <class F, class R>
   auto map(F&& f, const R& items, std::size_t chunksize = 0) {
     core_->require_running("Pool.map()");
+    if (core_->resident() != nullptr) {
+      if constexpr (detail::resident_capable<F, std::ranges::range_value_t<const R>>) {
+        return run_resident<true>(f, items, chunksize);
+      } else {
+        detail::refuse_resident("Pool.map()", std::is_trivially_copyable_v<std::remove_cvref_t<F>>);
+      }
+    }
     return run_now<true>(f, items, chunksize);
   }
   /// Python: starmap(f, iterable). f(std::get<I>(t)...) for every tuple t,
@@ -433,6 +425,13 @@ class Pool {
   template <class F, class R>
   auto starmap(F&& f, const R& tuples, std::size_t chunksize = 0) {
     core_->require_running("Pool.starmap()");
+    if (core_->resident() != nullptr) {
+      if constexpr (detail::resident_capable<F, std::ranges::range_value_t<const R>>) {
+        return run_resident<false>(f, tuples, chunksize);
+      } else {
+        detail::refuse_resident("Pool.starmap()", std::is_trivially_copyable_v<std::remove_cvref_t<F>>);
+      }
+    }
     return run_now<false>(f, tuples, chunksize);
   }
   /// Python: imap(f, iterable, chunksize). A PoolIMapRange over f(item), in
@@ -459,7 +458,16 @@ class Pool {
     using Args = std::array<std::tuple<std::decay_t<A>...>, 1>;
     Call call{std::forward<F>(f)};
     const Args args_items{std::make_tuple(std::forward<A>(args)...)};
-    auto out = run_now<true>(call, args_items, 1);
+    auto out = [&] {
+      if (core_->resident() != nullptr) {
+        if constexpr (detail::resident_capable<Call, typename Args::value_type>) {
+          return run_resident<true>(call, args_items, 1);
+        } else {
+          detail::refuse_resident("Pool.apply()", std::is_trivially_copyable_v<Call>);
+        }
+      }
+      return run_now<true>(call, args_items, 1);
+    }();
     using Result = std::invoke_result_t<std::decay_t<F>&, std::decay_t<A>&...>;
     if constexpr (!std::is_void_v<Result>) return std::move(out[0]);
   }
@@ -471,6 +479,14 @@ class Pool {
     using Result = std::invoke_result_t<std::decay_t<F>&, std::decay_t<A>&...>;
     using Call = detail::ApplyCall<std::decay_t<F>>;
     using Args = std::array<std::tuple<std::decay_t<A>...>, 1>;
+    if (core_->resident() != nullptr) {
+      if constexpr (detail::resident_capable<Call, typename Args::value_type>) {
+        return submit_resident<true, Result>(Call{std::forward<F>(f)},
+                                             Args{std::make_tuple(std::forward<A>(args)...)}, 1);
+      } else {
+        detail::refuse_resident("Pool.apply_async()", std::is_trivially_copyable_v<Call>);
+      }
+    }
     return submit_async<true, Result>(Call{std::forward<F>(f)},
                                       Args{std::make_tuple(std::forward<A>(args)...)}, 1);
   }
@@ -480,6 +496,15 @@ class Pool {
     core_->require_running("Pool.map_async()");
     using Item = std::ranges::range_value_t<const R>;
     using Out = std::decay_t<std::invoke_result_t<std::decay_t<F>&, const Item&>>;
+    if (core_->resident() != nullptr) {
+      if constexpr (detail::resident_capable<F, Item>) {
+        return submit_resident<true, std::vector<Out>>(
+            std::decay_t<F>(std::forward<F>(f)),
+            std::vector<Item>(std::ranges::begin(items), std::ranges::end(items)), chunksize);
+      } else {
+        detail::refuse_resident("Pool.map_async()", std::is_trivially_copyable_v<std::remove_cvref_t<F>>);
+      }
+    }
     return submit_async<true, std::vector<Out>>(
         std::decay_t<F>(std::forward<F>(f)),
         std::vector<Item>(std::ranges::begin(items), std::ranges::end(items)), chunksize);
@@ -495,6 +520,49 @@ class Pool {
   int processes() const { return core_->processes(); }
 
  private:
+  // map, starmap and apply on the workers made with the pool: the caller
+  // waits while the pool's driver thread runs the call.
+  template <bool kPlain, class F, class R>
+  auto run_resident(F& f, const R& items, std::size_t chunksize) {
+    using Item = std::ranges::range_value_t<const R>;
+    using Out = std::decay_t<decltype(detail::pool_call<kPlain>(std::declval<F&>(), std::declval<Item&>()))>;
+    auto state = std::make_shared<detail::ResultState<std::vector<Out>>>();
+    auto finish = [state](std::exception_ptr e, std::vector<Out>&& values) {
+      if (e != nullptr) {
+        state->set_exception(std::move(e));
+      } else {
+        state->set_value(std::move(values));
+      }
+    };
+    core_->resident()->run(
+        std::make_shared<detail::ResidentMap<kPlain, F&, const R&, decltype(finish)>>(
+            f, items, chunksize, *core_->resident(), std::move(finish)),
+        state->done());
+    return AsyncResult<std::vector<Out>>(std::move(state)).get();
+  }
+
+  // apply_async and map_async on the workers made with the pool.
+  template <bool kPlain, class Result, class F, class R>
+  AsyncResult<Result> submit_resident(F f, R items, std::size_t chunksize) {
+    using Item = std::ranges::range_value_t<const R>;
+    using Out = std::decay_t<decltype(detail::pool_call<kPlain>(std::declval<F&>(), std::declval<Item&>()))>;
+    auto state = std::make_shared<detail::ResultState<Result>>();
+    auto finish = [state](std::exception_ptr e, std::vector<Out>&& values) {
+      if (e != nullptr) {
+        state->set_exception(std::move(e));
+      } else if constexpr (std::is_void_v<Result>) {
+        state->set_value();
+      } else if constexpr (std::is_same_v<Result, std::vector<Out>>) {
+        state->set_value(std::move(values));
+      } else {
+        state->set_value(std::move(values[0]));
+      }
+    };
+    core_->resident()->submit(std::make_shared<detail::ResidentMap<kPlain, F, R, decltype(finish)>>(
+        std::move(f), std::move(items), chunksize, *core_->resident(), std::move(finish)));
+    return AsyncResult<Result>(std::move(state));
+  }
+
   template <bool kPlain, class F, class R>
   auto run_now(F& f, const R& items, std::size_t chunksize) {
     const int workers = core_->processes();

@@ -1,0 +1,273 @@
+// A process Pool with WorkerStart::once: workers forked when the pool is
+// made, kept across calls (docs/pool.md, "When workers are forked").
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <numeric>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "concur/errors.hpp"
+#include "concur/multiprocessing/pool.hpp"
+#include "concur/multiprocessing/value.hpp"
+#include "hygiene.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+namespace mp = concur::multiprocessing;
+using namespace concur::testing;
+using namespace std::chrono_literals;
+
+class ResidentPool : public HygieneTest {};
+
+mp::PoolOptions resident(int processes) {
+  mp::PoolOptions options;
+  options.processes = processes;
+  options.worker_start = mp::WorkerStart::once;
+  return options;
+}
+
+std::vector<int> iota(int n) {
+  std::vector<int> v(static_cast<std::size_t>(n));
+  std::iota(v.begin(), v.end(), 0);
+  return v;
+}
+
+int g_seen_by_workers = 1;  // changed after the pool is made
+
+TEST_F(ResidentPool, MapStarmapAndApplyGiveTheResultsInOrder) {
+  mp::Pool pool(resident(2));
+  const auto squares = pool.map([](int x) { return x * x; }, iota(1000));
+  ASSERT_EQ(squares.size(), 1000u);
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(squares[static_cast<std::size_t>(i)], i * i);
+  const std::vector<std::tuple<int, int>> pairs{{1, 2}, {3, 4}, {5, 6}};
+  EXPECT_EQ(pool.starmap([](int a, int b) { return a * b; }, pairs), (std::vector<int>{2, 12, 30}));
+  EXPECT_EQ(pool.apply([](int a, int b) { return a - b; }, 10, 3), 7);
+  pool.apply([] {});  // void
+  const std::vector<std::string> words{"a", "bb", "ccc"};
+  EXPECT_EQ(pool.map([](const std::string& s) { return s + s; }, words),
+            (std::vector<std::string>{"aa", "bbbb", "cccccc"}));
+  EXPECT_TRUE(pool.map([](int x) { return x; }, std::vector<int>{}).empty());
+}
+
+TEST_F(ResidentPool, WorkersAreForkedWithThePoolAndServeEveryCall) {
+  mp::Pool pool(resident(2));
+  std::set<int> pids;
+  for (int call = 0; call < 50; ++call) {
+    for (int pid : pool.map([](int) { return static_cast<int>(::getpid()); }, iota(8), 1)) {
+      pids.insert(pid);
+    }
+  }
+  EXPECT_LE(pids.size(), 2u);
+  EXPECT_EQ(pids.count(static_cast<int>(::getpid())), 0u);
+}
+
+// Python's fork start method: what the program changes after the pool is
+// made is not seen by its workers.
+TEST_F(ResidentPool, WorkersSeeTheProgramAsItWasWhenThePoolWasMade) {
+  g_seen_by_workers = 1;
+  int local = 7;
+  mp::Pool pool(resident(2));
+  g_seen_by_workers = 2;
+  local = 8;
+  const auto seen = pool.map([](int) { return g_seen_by_workers; }, iota(4), 1);
+  EXPECT_EQ(seen, (std::vector<int>{1, 1, 1, 1}));
+  // Captured by reference: the worker reads its own copy, as it was.
+  EXPECT_EQ(pool.apply([&local] { return local; }), 7);
+  EXPECT_EQ(local, 8);
+}
+
+TEST_F(ResidentPool, AsyncCallsFinishInAnyOrder) {
+  mp::Pool pool(resident(2));
+  auto a = pool.map_async([](int x) { return x + 1; }, iota(100));
+  auto b = pool.apply_async([](int x) { return x * 3; }, 14);
+  auto c = pool.apply_async([] {});
+  EXPECT_EQ(b.get(), 42);
+  const auto out = a.get();
+  ASSERT_EQ(out.size(), 100u);
+  EXPECT_EQ(out[99], 100);
+  c.get();
+  EXPECT_TRUE(c.successful());
+}
+
+TEST_F(ResidentPool, TheLowestFailingIndexReachesTheCallerAsRemoteError) {
+  mp::Pool pool(resident(2));
+  for (std::size_t chunksize : {1u, 3u, 0u}) {
+    try {
+      pool.map(fails_at_5_17_90, iota(100), chunksize);
+      FAIL() << "no exception";
+    } catch (const mp::RemoteError& e) {
+      EXPECT_EQ(e.index(), 5u);
+      EXPECT_EQ(e.type_name(), "std::domain_error");
+      EXPECT_EQ(e.message(), "bad 5");
+    }
+  }
+  EXPECT_EQ(pool.map([](int x) { return x; }, iota(3)), (std::vector<int>{0, 1, 2}));
+}
+
+TEST_F(ResidentPool, AWorkerThatDiesFailsItsItemAndIsReplaced) {
+  mp::Pool pool(resident(2));
+  const int parent = static_cast<int>(::getpid());
+  try {
+    pool.map(
+        [parent](int x) {
+          if (x == 3 && static_cast<int>(::getpid()) != parent) ::raise(SIGKILL);
+          return x;
+        },
+        iota(8), 1);
+    FAIL() << "no exception";
+  } catch (const mp::WorkerLostError& e) {
+    EXPECT_EQ(e.index(), 3u);
+    EXPECT_EQ(e.exitcode(), -SIGKILL);
+  }
+  // The pool replaced it and stays usable.
+  EXPECT_EQ(pool.map([](int x) { return 2 * x; }, iota(20)), [] {
+    std::vector<int> v;
+    for (int i = 0; i < 20; ++i) v.push_back(2 * i);
+    return v;
+  }());
+}
+
+TEST_F(ResidentPool, TaskTimeoutStopsARunawayItem) {
+  auto options = resident(2);
+  options.task_timeout = 200ms;
+  mp::Pool pool(options);
+  try {
+    pool.map(
+        [](int x) {
+          if (x == 1) {
+            for (;;) ::pause();
+          }
+          return x;
+        },
+        iota(4), 1);
+    FAIL() << "no exception";
+  } catch (const concur::TimeoutError& e) {
+    EXPECT_NE(std::string(e.what()).find("item 1"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(pool.apply([] { return 5; }), 5);
+}
+
+TEST_F(ResidentPool, MaxtasksperchildReplacesWorkers) {
+  auto options = resident(2);
+  options.maxtasksperchild = 1;
+  mp::Pool pool(options);
+  std::set<int> pids;
+  for (int pid : pool.map([](int) { return static_cast<int>(::getpid()); }, iota(6), 1)) pids.insert(pid);
+  EXPECT_EQ(pids.size(), 6u);  // one chunk per worker
+}
+
+TEST_F(ResidentPool, TheInitializerRunsOncePerWorker) {
+  mp::Value<int> started(0);
+  auto options = resident(2);
+  options.initializer = [started]() mutable {
+    std::scoped_lock guard(started.get_lock());
+    ++started.value();
+  };
+  {
+    mp::Pool pool(options);
+    for (int call = 0; call < 10; ++call) pool.map([](int x) { return x; }, iota(10));
+  }
+  std::scoped_lock guard(started.get_lock());
+  EXPECT_EQ(started.value(), 2);
+}
+
+TEST_F(ResidentPool, TerminateFailsWhatIsStillRunningAndNeverHangs) {
+  mp::Pool pool(resident(2));
+  auto stuck = pool.apply_async([] {
+    for (;;) ::pause();
+  });
+  EXPECT_FALSE(stuck.wait(50ms));
+  pool.terminate();
+  ASSERT_TRUE(stuck.wait(kTestTimeout));
+  EXPECT_THROW(stuck.get(), std::runtime_error);
+  EXPECT_THROW(pool.map([](int x) { return x; }, iota(2)), std::invalid_argument);
+  pool.join();
+}
+
+TEST_F(ResidentPool, CloseLetsTheCallsFinishThenTheWorkersEnd) {
+  mp::Pool pool(resident(2));
+  auto pending = pool.map_async([](int x) { return x; }, iota(1000));
+  pool.close();
+  pool.join();
+  ASSERT_TRUE(pending.ready());
+  EXPECT_EQ(pending.get().size(), 1000u);
+}
+
+TEST_F(ResidentPool, LargeItemsAndResultsDoNotStallThePipes) {
+  mp::Pool pool(resident(2));
+  std::vector<std::string> big;
+  for (int i = 0; i < 24; ++i) big.emplace_back(std::size_t{300} * 1024, static_cast<char>('a' + i));
+  const auto echoed = pool.map([](const std::string& s) { return s + "!"; }, big, 1);
+  ASSERT_EQ(echoed.size(), big.size());
+  for (std::size_t i = 0; i < big.size(); ++i) ASSERT_EQ(echoed[i], big[i] + "!");
+}
+
+TEST_F(ResidentPool, ACallableOrItemThatCannotBeSentIsRefused) {
+  mp::Pool pool(resident(2));
+  const std::string suffix = "!";  // a capture that is not trivially copyable
+  EXPECT_THROW(pool.map([suffix](int x) { return std::to_string(x) + suffix; }, iota(3)),
+               std::invalid_argument);
+  EXPECT_THROW(pool.apply_async([suffix] { return suffix; }), std::invalid_argument);
+  struct Opaque {  // neither trivially copyable nor serializable
+    std::string text;
+  };
+  const std::vector<Opaque> opaque(2);
+  EXPECT_THROW(pool.map([](const Opaque& o) { return static_cast<int>(o.text.size()); }, opaque),
+               std::invalid_argument);
+  EXPECT_EQ(pool.map([](int x) { return x; }, iota(2)), (std::vector<int>{0, 1}));  // still usable
+}
+
+// imap and imap_unordered read their input lazily, after the call: they
+// fork their own workers per call in either mode (docs/pool.md).
+TEST_F(ResidentPool, ImapWorks) {
+  mp::Pool pool(resident(2));
+  std::vector<int> got;
+  for (int v : pool.imap([](int x) { return x * 10; }, iota(5))) got.push_back(v);
+  EXPECT_EQ(got, (std::vector<int>{0, 10, 20, 30, 40}));
+}
+
+// Later calls of a function whose items are quick get larger chunks: a
+// chunk's round trip costs more than such items.
+TEST_F(ResidentPool, QuickItemsGetLargerChunksOnceMeasured) {
+  mp::Pool pool(resident(2));
+  const auto pids_of = [&pool] {
+    return pool.map(
+        [](int) {
+          static const int pid = static_cast<int>(::getpid());  // quick: no system call per item
+          return pid;
+        },
+        iota(400));
+  };
+  (void)pids_of();  // measured here: 4 chunks per worker, as Python
+  const auto pids = pids_of();
+  // Two chunks of 200: each half of the input comes from one worker.
+  EXPECT_TRUE(std::all_of(pids.begin(), pids.begin() + 200, [&](int p) { return p == pids[0]; }));
+  EXPECT_TRUE(std::all_of(pids.begin() + 200, pids.end(), [&](int p) { return p == pids[200]; }));
+}
+
+TEST_F(ResidentPool, ManyThreadsCallOnePool) {
+  mp::Pool pool(resident(2));
+  std::vector<std::thread> threads;
+  std::vector<int> wrong(4, 0);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&pool, &wrong, t] {
+      for (int call = 0; call < 25; ++call) {
+        const auto out = pool.map([t](int x) { return x + t; }, iota(50));
+        for (int i = 0; i < 50; ++i) wrong[static_cast<std::size_t>(t)] += out[static_cast<std::size_t>(i)] != i + t;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(wrong, (std::vector<int>{0, 0, 0, 0}));
+}
+
+}  // namespace
