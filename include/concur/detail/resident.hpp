@@ -122,7 +122,7 @@ class ResidentWorkers {
 // Whether a call can run on resident workers: f is copied into them byte
 // for byte, and the items are sent.
 template <class F, class Item>
-inline constexpr bool resident_capable = std::is_trivially_copyable_v<std::remove_cvref_t<F>> &&
+inline constexpr bool resident_capable = std::is_trivially_copyable_v<std::decay_t<F>> &&
                                          multiprocessing::transferable<std::remove_cvref_t<Item>>;
 
 // std::invalid_argument for a call that cannot run on resident workers.

@@ -415,7 +415,7 @@ class Pool {
       if constexpr (detail::resident_capable<F, std::ranges::range_value_t<const R>>) {
         return run_resident<true>(f, items, chunksize);
       } else {
-        detail::refuse_resident("Pool.map()", std::is_trivially_copyable_v<std::remove_cvref_t<F>>);
+        detail::refuse_resident("Pool.map()", std::is_trivially_copyable_v<std::decay_t<F>>);
       }
     }
     return run_now<true>(f, items, chunksize);
@@ -429,7 +429,7 @@ class Pool {
       if constexpr (detail::resident_capable<F, std::ranges::range_value_t<const R>>) {
         return run_resident<false>(f, tuples, chunksize);
       } else {
-        detail::refuse_resident("Pool.starmap()", std::is_trivially_copyable_v<std::remove_cvref_t<F>>);
+        detail::refuse_resident("Pool.starmap()", std::is_trivially_copyable_v<std::decay_t<F>>);
       }
     }
     return run_now<false>(f, tuples, chunksize);
@@ -502,7 +502,7 @@ class Pool {
             std::decay_t<F>(std::forward<F>(f)),
             std::vector<Item>(std::ranges::begin(items), std::ranges::end(items)), chunksize);
       } else {
-        detail::refuse_resident("Pool.map_async()", std::is_trivially_copyable_v<std::remove_cvref_t<F>>);
+        detail::refuse_resident("Pool.map_async()", std::is_trivially_copyable_v<std::decay_t<F>>);
       }
     }
     return submit_async<true, std::vector<Out>>(
@@ -524,6 +524,15 @@ class Pool {
   // waits while the pool's driver thread runs the call.
   template <bool kPlain, class F, class R>
   auto run_resident(F& f, const R& items, std::size_t chunksize) {
+    if constexpr (std::is_function_v<F>) {
+      F* pointer = &f;  // a function: its pointer is what is copied
+      return run_resident<kPlain>(pointer, items, chunksize);
+    } else {
+      return run_resident_object<kPlain>(f, items, chunksize);
+    }
+  }
+  template <bool kPlain, class F, class R>
+  auto run_resident_object(F& f, const R& items, std::size_t chunksize) {
     using Item = std::ranges::range_value_t<const R>;
     using Out = std::decay_t<decltype(detail::pool_call<kPlain>(std::declval<F&>(), std::declval<Item&>()))>;
     auto state = std::make_shared<detail::ResultState<std::vector<Out>>>();
