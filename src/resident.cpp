@@ -255,6 +255,7 @@ struct ResidentWorkers::State final : PoolWork {
         return false;
       }
     }
+    replace_workers();  // before dispatch: with none alive, poll would wait for nothing
     dispatch();
 
     fds.assign(1, pollfd{wake_fd, POLLIN, 0});
@@ -273,14 +274,18 @@ struct ResidentWorkers::State final : PoolWork {
     } catch (const std::exception&) {
       fail_all(std::current_exception());  // a corrupt answer: nothing of it can be trusted
     }
+    replace_workers();
+    finish_done();
+    return true;
+  }
+
+  void replace_workers() {
     try {
       runner->start_workers();
     } catch (const std::system_error&) {
       // None alive and none can be forked (EAGAIN, ENOMEM, EMFILE).
       fail_all(std::current_exception());
     }
-    finish_done();
-    return true;
   }
 
   // Takes the right to drive if nobody has it. Under `mutex`.

@@ -149,6 +149,30 @@ TEST_F(Injection, PoolMapFailsWhenReplacementsCannotBeForked) {
   EXPECT_EQ(pool.map([](int x) { return x; }, iota(100), 10).size(), 100u);
 }
 
+// WorkerStart::once: the workers are forked when the pool is made.
+TEST_F(Injection, PoolWithWorkersMadeOnceFailsToBeMadeWhenNoWorkerCanBeForked) {
+  mp::PoolOptions options;
+  options.processes = 2;
+  options.worker_start = mp::WorkerStart::once;
+  fault::arm(Call::kFork, EAGAIN, 2);
+  expect_system_error([&] { mp::Pool pool(options); }, EAGAIN);
+  fault::disarm_all();
+  mp::Pool pool(options);
+  EXPECT_EQ(pool.map([](int x) { return x; }, iota(100)).size(), 100u);
+}
+
+TEST_F(Injection, PoolWithWorkersMadeOnceFailsACallWhenNoReplacementCanBeForked) {
+  mp::PoolOptions options;
+  options.processes = 1;
+  options.maxtasksperchild = 1;  // its worker ends after one chunk
+  options.worker_start = mp::WorkerStart::once;
+  mp::Pool pool(options);
+  fault::arm(Call::kFork, EAGAIN, 1000);
+  expect_system_error([&] { (void)pool.map([](int x) { return x; }, iota(100), 10); }, EAGAIN);
+  fault::disarm_all();
+  EXPECT_EQ(pool.map([](int x) { return x; }, iota(100), 10).size(), 100u);
+}
+
 TEST_F(Injection, PoolMapWhenTheWorkerLinkCannotBeMade) {
   mp::Pool pool(2);
   fault::arm(Call::kSocketpair, EMFILE);
