@@ -26,9 +26,11 @@ def medians(path):
     return out
 
 
-def find(m, prefix):
+def find(m, name):
+    # "map1M/concur::Pool" is not "map1M/concur::Pool(once)": the name, then
+    # nothing or Google Benchmark's own suffixes ("/iterations:1000", ...).
     for k, v in m.items():
-        if k.startswith(prefix):
+        if k == name or k.startswith(name + "/"):
             return v
     return None
 
@@ -55,12 +57,18 @@ def main():
     row("map1M/concur::ThreadPool", tpool, "oneTBB", tbb, "")
     row("map1M/concur::Pool", pool, "oneTBB", tbb, "")
     row("map1M/concur::Pool", pool, "CPython Pool(2)", py.get("map1M"), ">= 50 (speed-up)", "speedup")
+    once = find(m, "map1M/concur::Pool(once)")
+    row("map1M/concur::Pool(once)", once, "OpenMP", omp, "")
+    row("map1M/concur::Pool(once)", once, "CPython Pool(2)", py.get("map1M"), "", "speedup")
     row("cpu50us/concur::Pool", find(m, "cpu50us/concur::Pool"), "sequential", seq_cpu, ">= 1.85 (speed-up)", "speedup")
+    row("cpu50us/concur::Pool(once)", find(m, "cpu50us/concur::Pool(once)"), "sequential", seq_cpu, ">= 1.85 (speed-up)", "speedup")
     row("cpu50us/concur::ThreadPool", find(m, "cpu50us/concur::ThreadPool"), "sequential", seq_cpu, ">= 1.85 (speed-up)", "speedup")
     row("small_map100/concur::Pool", find(m, "small_map100/concur::Pool"), "CPython Pool(2)", py.get("small_map100"), ">= 10 (speed-up)", "speedup")
+    row("small_map100/concur::Pool(once)", find(m, "small_map100/concur::Pool(once)"), "CPython Pool(2)", py.get("small_map100"), ">= 10 (speed-up)", "speedup")
     row("small_map100/concur::ThreadPool", find(m, "small_map100/concur::ThreadPool"), "CPython Pool(2)", py.get("small_map100"), "", "speedup")
     row("tasks10k/concur::ThreadPool", find(m, "tasks10k/concur::ThreadPool"), "oneTBB task_group", find(m, "tasks10k/oneTBB"), "(comparable)")
     row("lifecycle/concur::Pool", find(m, "lifecycle/concur::Pool"), "CPython Pool(2)", py.get("lifecycle"), "(speed-up)", "speedup")
+    row("lifecycle/concur::Pool(once)", find(m, "lifecycle/concur::Pool(once)"), "CPython Pool(2)", py.get("lifecycle"), "(speed-up)", "speedup")
     row("lifecycle/concur::ThreadPool", find(m, "lifecycle/concur::ThreadPool"), "CPython Pool(2)", py.get("lifecycle"), "(speed-up)", "speedup")
 
     print("| case | peer | concur (us) | peer (us) | ratio | target |")

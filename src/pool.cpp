@@ -47,6 +47,14 @@ std::pair<std::string, std::string> exception_parts(const std::exception_ptr& e)
 
 void WorkerLink::send(std::span<const std::byte> frame) { end_.send(kBytesTag, frame); }
 
+bool WorkerLink::ready() {
+  try {
+    return end_.poll(Deadline::now_only());
+  } catch (const std::exception&) {
+    return true;  // recv() reports it
+  }
+}
+
 std::optional<std::vector<std::byte>> WorkerLink::recv() {
   try {
     std::vector<std::byte> frame = end_.recv(kBytesTag);

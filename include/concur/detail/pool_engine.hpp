@@ -64,6 +64,8 @@ class WorkerLink {
   void send(std::span<const std::byte> frame);
   // The next frame from the caller; none once the caller closed its end.
   std::optional<std::vector<std::byte>> recv();
+  // True when a frame (or the end) is there to read now.
+  bool ready();
   void begin_item(std::uint64_t index) {
     if (timed_) slot_.since_ns.store(Deadline::monotonic_ns(), std::memory_order_relaxed);
     slot_.item.store(index, std::memory_order_release);
