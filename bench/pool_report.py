@@ -78,7 +78,8 @@ def main():
 
     # The plot: time of map over 1,000,000 ints per implementation (log scale).
     bars = [("sequential", find(m, "map1M/sequential")), ("OpenMP", omp), ("oneTBB", tbb),
-            ("concur ThreadPool", tpool), ("concur Pool", pool), ("CPython Pool", py.get("map1M"))]
+            ("concur ThreadPool", tpool), ("concur Pool", pool), ("concur Pool(once)", once),
+            ("CPython Pool", py.get("map1M"))]
     bars = [(n, v / 1000.0) for n, v in bars if v is not None]
     bar_chart(bars, "docs/pool_bench.png",
               "map of a trivial function over 1,000,000 ints, 2 workers (median, ms, log scale)",
