@@ -47,6 +47,13 @@ std::pair<std::string, std::string> exception_parts(const std::exception_ptr& e)
 
 void WorkerLink::send(std::span<const std::byte> frame) { end_.send(kBytesTag, frame); }
 
+int poll_timeout_ms(std::int64_t deadline_ns) {
+  if (deadline_ns == Deadline::kNever) return -1;
+  const std::int64_t left = deadline_ns - Deadline::monotonic_ns();
+  if (left <= 0) return 0;
+  return static_cast<int>(std::min<std::int64_t>((left + 999'999) / 1'000'000, INT_MAX));
+}
+
 bool WorkerLink::ready() {
   try {
     return end_.poll(Deadline::now_only());
@@ -68,13 +75,6 @@ std::optional<std::vector<std::byte>> WorkerLink::recv() {
 namespace {
 
 std::atomic<int> g_worker_number{0};
-
-int poll_timeout_ms(std::int64_t deadline_ns) {
-  if (deadline_ns == Deadline::kNever) return -1;
-  const std::int64_t left = deadline_ns - Deadline::monotonic_ns();
-  if (left <= 0) return 0;
-  return static_cast<int>(std::min<std::int64_t>((left + 999'999) / 1'000'000, INT_MAX));
-}
 
 std::int64_t deadline_ns_of(Deadline d) {
   if (d.is_never()) return Deadline::kNever;

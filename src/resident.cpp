@@ -12,7 +12,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <climits>
 #include <condition_variable>
 #include <list>
 #include <map>
@@ -46,13 +45,6 @@ constexpr std::int64_t kWorkerLingerNs = 100'000;
 // Chunks known to run faster than this may wait behind another on a
 // worker's socket (see quick()).
 constexpr double kQuickChunkNs = 1'000'000;
-
-int timeout_ms_until(std::int64_t deadline_ns) {
-  if (deadline_ns == Deadline::kNever) return -1;
-  const std::int64_t left = deadline_ns - Deadline::monotonic_ns();
-  if (left <= 0) return 0;
-  return static_cast<int>(std::min<std::int64_t>((left + 999'999) / 1'000'000, INT_MAX));
-}
 
 }  // namespace
 
@@ -279,7 +271,7 @@ struct ResidentWorkers::State final : PoolWork {
         ::sched_yield();
       }
     }
-    if (rc == 0) rc = ::poll(fds.data(), fds.size(), timeout_ms_until(runner->next_deadline_ns()));
+    if (rc == 0) rc = ::poll(fds.data(), fds.size(), poll_timeout_ms(runner->next_deadline_ns()));
     if (rc < 0 && errno != EINTR) {
       fail_all(std::make_exception_ptr(std::system_error(errno, std::generic_category(), "Pool: poll")));
       return true;

@@ -186,6 +186,10 @@ class PoolSupervisor {
   std::shared_ptr<State> state_;
 };
 
+// poll()'s timeout, in whole milliseconds rounded up, until a monotonic
+// deadline (Deadline::kNever: -1, none).
+int poll_timeout_ms(std::int64_t deadline_ns);
+
 // The calling exception as its demangled type name and message.
 std::pair<std::string, std::string> exception_parts(const std::exception_ptr& e);
 
