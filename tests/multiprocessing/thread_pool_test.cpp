@@ -6,6 +6,7 @@
 #include <atomic>
 #include <list>
 #include <map>
+#include <memory>
 #include <numeric>
 #include <ranges>
 #include <set>
@@ -17,6 +18,7 @@
 
 #include "concur/errors.hpp"
 #include "concur/threading/event.hpp"
+#include "concur/threading/lock.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -43,6 +45,15 @@ TEST(ThreadPool, BoolResultsFromImap) {
   int count = 0;
   for (bool b : pool.imap([](int x) { return x % 3 == 0; }, iota(9))) count += b ? 1 : 0;
   EXPECT_EQ(count, 3);
+}
+
+// std::vector<bool> packs bits: neighbouring results written by different
+// workers must not share a byte (TSan checks it; a lost bit shows here).
+TEST(ThreadPool, BoolResultsFromMapWithChunksOfOddSizes) {
+  mp::ThreadPool pool(3);
+  const auto odd = pool.map([](int x) { return x % 2 == 1; }, iota(1001), 3);
+  ASSERT_EQ(odd.size(), 1001u);
+  for (int i = 0; i < 1001; ++i) ASSERT_EQ(odd[static_cast<std::size_t>(i)], i % 2 == 1) << i;
 }
 
 TEST(ThreadPool, MapOverEmptyInput) {
@@ -385,6 +396,68 @@ TEST(ThreadPool, TasksThatMapOnTheirOwnPoolDoNotDeadlock) {
       iota(4), 1);
   const auto sums = outer.get(kTestTimeout);
   for (int x = 0; x < 4; ++x) EXPECT_EQ(sums[static_cast<std::size_t>(x)], x * 4950);
+}
+
+// A caller waiting in map runs chunks of its own map only. Here the one
+// worker is busy and another thread's task, queued ahead of the map's
+// chunks, needs a lock the caller holds: had the caller run that task, it
+// would have waited on itself (the task gives up after kTestTimeout and
+// reports it).
+TEST(ThreadPool, CallerRunsOnlyChunksOfItsOwnMap) {
+  mp::ThreadPool pool(1);
+  th::Lock held;
+  th::Event busy;
+  th::Event release;
+  auto blocker = pool.apply_async([&] {
+    busy.set();
+    return release.wait(kTestTimeout);
+  });
+  ASSERT_TRUE(busy.wait(kTestTimeout));
+  held.acquire();
+  auto foreign = pool.apply_async([&] {
+    const bool got = held.acquire(kTestTimeout);
+    if (got) held.release();
+    return got;
+  });
+  const auto caller = std::this_thread::get_id();
+  std::atomic<int> on_caller{0};
+  const auto out = pool.map(
+      [&](int x) {
+        if (std::this_thread::get_id() == caller) ++on_caller;
+        return x + 1;
+      },
+      iota(8), 1);
+  held.release();
+  release.set();
+  EXPECT_EQ(out, (std::vector<int>{1, 2, 3, 4, 5, 6, 7, 8}));
+  EXPECT_EQ(on_caller.load(), 8) << "the worker was busy: the caller ran every chunk";
+  EXPECT_TRUE(blocker.get(kTestTimeout));
+  EXPECT_TRUE(foreign.get(kTestTimeout)) << "the caller ran another thread's task";
+}
+
+// With an initializer, f may rely on what it set up in each worker thread:
+// the caller then never runs chunks itself.
+TEST(ThreadPool, WithAnInitializerFRunsOnlyInWorkers) {
+  static thread_local bool initialized = false;
+  mp::PoolOptions options;
+  options.processes = 2;
+  options.initializer = [] { initialized = true; };
+  mp::ThreadPool pool(options);
+  const auto seen = pool.map([](int) { return initialized; }, iota(1000), 1);
+  for (bool s : seen) ASSERT_TRUE(s);
+}
+
+// As CPython's worker drops its task, the callable and the arguments are
+// destroyed once the task has run, while its AsyncResult is still held.
+TEST(ThreadPool, ApplyAsyncDropsItsCallableAndArgumentsOnceRun) {
+  mp::ThreadPool pool(1);
+  auto arg = std::make_shared<int>(41);
+  auto captured = std::make_shared<int>(1);
+  auto result = pool.apply_async([captured](const std::shared_ptr<int>& p) { return *p + *captured; },
+                                 arg);
+  EXPECT_EQ(result.get(kTestTimeout), 42);
+  EXPECT_EQ(arg.use_count(), 1);
+  EXPECT_EQ(captured.use_count(), 1);
 }
 
 TEST(ThreadPool, ManySmallCallsFromSeveralThreads) {

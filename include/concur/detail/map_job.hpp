@@ -68,15 +68,30 @@ class LowestError {
   std::exception_ptr error_;
 };
 
+// std::vector<bool> packs eight results in a byte: chunks filled by
+// different threads would write the same bytes. A bool result gets a byte.
+struct BoolSlot {
+  bool value = false;
+  BoolSlot& operator=(bool b) {
+    value = b;
+    return *this;
+  }
+};
+
 // One slot per item: the value itself when it can be default-constructed,
 // else an optional.
 template <class Out>
-using ResultSlot =
-    std::conditional_t<std::is_default_constructible_v<Out>, Out, std::optional<Out>>;
+using ResultSlot = std::conditional_t<
+    std::is_same_v<Out, bool>, BoolSlot,
+    std::conditional_t<std::is_default_constructible_v<Out>, Out, std::optional<Out>>>;
 
 template <class Out>
 std::vector<Out> take_results(std::vector<ResultSlot<Out>>& slots) {
-  if constexpr (std::is_default_constructible_v<Out>) {
+  if constexpr (std::is_same_v<Out, bool>) {
+    std::vector<bool> out(slots.size());
+    for (std::size_t i = 0; i < slots.size(); ++i) out[i] = slots[i].value;
+    return out;
+  } else if constexpr (std::is_default_constructible_v<Out>) {
     return std::move(slots);
   } else {
     std::vector<Out> out;

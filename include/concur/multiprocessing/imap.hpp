@@ -42,7 +42,7 @@ class IMapRange {
 
   struct Chunk {
     std::vector<Item> inputs;
-    std::deque<detail::ResultSlot<Out>> outputs;  // a deque: bool results stay addressable
+    std::vector<detail::ResultSlot<Out>> outputs;
     std::vector<std::pair<std::size_t, std::exception_ptr>> errors;  // by position, ascending
     threading::Event done;
 
@@ -113,7 +113,9 @@ class IMapRange {
     if (next_error_ < errors.size() && errors[next_error_].first == position_) {
       std::rethrow_exception(errors[next_error_].second);
     }
-    if constexpr (std::is_default_constructible_v<Out>) {
+    if constexpr (std::is_same_v<Out, bool>) {
+      return current_->outputs[position_].value;
+    } else if constexpr (std::is_default_constructible_v<Out>) {
       return current_->outputs[position_];
     } else {
       return *current_->outputs[position_];
@@ -191,7 +193,7 @@ class IMapRange {
       for (std::size_t i = 0; i < chunk->inputs.size(); ++i) chunk->errors.emplace_back(i, e);
       finish(*shared, chunk);
     };
-    sink_->submit(std::move(run), std::move(cancel), true);
+    sink_->submit(detail::make_task(std::move(run), std::move(cancel)), true);
   }
 
   static void finish(Shared& shared, const std::shared_ptr<Chunk>& chunk) {

@@ -5,6 +5,7 @@
 #include <functional>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <ranges>
 #include <stdexcept>
 #include <tuple>
@@ -48,9 +49,10 @@ class ThreadPool {
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
-  /// f(item) for every item, results in input order. The calling thread runs
-  /// queued chunks itself while it waits. chunksize 0: about four chunks per
-  /// worker.
+  /// f(item) for every item, results in input order. While it waits, the
+  /// calling thread runs chunks of this map itself (never another task, and
+  /// not when the pool has an initializer). chunksize 0: about four chunks
+  /// per worker.
   template <class F, class R>
   auto map(F&& f, const R& items, std::size_t chunksize = 0) {
     return run_map<true>(f, items, chunksize);
@@ -81,24 +83,19 @@ class ThreadPool {
   /// f and the arguments are copied first.
   template <class F, class... A>
   auto apply_async(F&& f, A&&... args) {
-    using Out = std::invoke_result_t<std::decay_t<F>&, std::decay_t<A>&...>;
+    using Fn = std::decay_t<F>;
+    using Args = std::tuple<std::decay_t<A>...>;
+    using Out = std::invoke_result_t<Fn&, std::decay_t<A>&...>;
     require_running("ThreadPool.apply_async()");
-    auto state = std::make_shared<detail::ResultState<Out>>();
-    submit(
-        [state, fn = std::forward<F>(f),
-         bound = std::make_tuple(std::forward<A>(args)...)]() mutable {
-          try {
-            if constexpr (std::is_void_v<Out>) {
-              std::apply(fn, bound);
-              state->set_value();
-            } else {
-              state->set_value(std::apply(fn, bound));
-            }
-          } catch (...) {
-            state->set_exception(std::current_exception());
-          }
-        },
-        [state](std::exception_ptr e) { state->set_exception(std::move(e)); });
+    // One allocation holds the task and its result.
+    auto task = std::make_shared<ApplyTask<Out, Fn, Args>>(std::forward<F>(f),
+                                                           Args(std::forward<A>(args)...));
+    std::shared_ptr<detail::ResultState<Out>> state = task;
+    if (!submit(ApplyTask<Out, Fn, Args>::queue(std::move(task)))) {
+      // close() or terminate() from another thread won the race: as if it
+      // had come first.
+      throw std::invalid_argument("ThreadPool.apply_async(): the pool is closed; make a new pool");
+    }
     return AsyncResult<Out>(std::move(state));
   }
   /// As map, without waiting. f and the items are copied first.
@@ -110,7 +107,7 @@ class ThreadPool {
     auto owned = std::make_shared<std::pair<std::decay_t<F>, std::vector<Item>>>(
         std::forward<F>(f), std::vector<Item>(std::ranges::begin(items), std::ranges::end(items)));
     auto state = std::make_shared<detail::ResultState<std::vector<Out>>>();
-    auto job = start_map<true>(owned->first, owned->second, chunksize, [owned, state](auto& j) {
+    start_map<true>(owned->first, owned->second, chunksize, [owned, state](auto& j) {
       if (auto e = j.error.take()) {
         state->set_exception(std::move(e));
       } else {
@@ -132,10 +129,52 @@ class ThreadPool {
 
  private:
   struct Core;
-  using Task = detail::TaskSink::Task;
-  using Cancel = detail::TaskSink::Cancel;
 
-  void submit(Task task, Cancel cancel);
+  // apply_async's task: the callable, its arguments and the result in one
+  // allocation, shared by the queue and the AsyncResult. The callable and
+  // the arguments are destroyed once the task has run, as Python drops its
+  // references to them.
+  template <class Out, class Fn, class Args>
+  class ApplyTask final : public detail::ResultState<Out>, public detail::TaskNode {
+   public:
+    ApplyTask(Fn fn, Args args) : call_(std::in_place, std::move(fn), std::move(args)) {}
+    // The queue's reference is the node's own shared_ptr to itself.
+    static detail::TaskPtr queue(std::shared_ptr<ApplyTask> task) {
+      ApplyTask* node = task.get();
+      node->self_ = std::move(task);
+      return detail::TaskPtr(node);
+    }
+    void run() noexcept override {
+      try {
+        if constexpr (std::is_void_v<Out>) {
+          std::apply(call_->first, call_->second);
+          call_.reset();
+          this->set_value();
+        } else {
+          Out out = std::apply(call_->first, call_->second);
+          call_.reset();
+          this->set_value(std::move(out));
+        }
+      } catch (...) {
+        call_.reset();
+        this->set_exception(std::current_exception());
+      }
+    }
+    void cancel(std::exception_ptr why) noexcept override {
+      call_.reset();
+      this->set_exception(std::move(why));
+    }
+    // May destroy this node: nothing is touched after.
+    void release() noexcept override { [[maybe_unused]] auto last = std::move(self_); }
+
+   private:
+    std::optional<std::pair<Fn, Args>> call_;
+    std::shared_ptr<ApplyTask> self_;
+  };
+
+  // Queues a task. If the pool was closed or terminated meanwhile, cancels
+  // the task with std::invalid_argument and returns false.
+  bool submit(detail::TaskPtr task);
   // Runs one queued task in the calling thread; false if none was queued.
   bool run_one_queued();
   bool caller_should_help() const;
@@ -156,8 +195,92 @@ class ThreadPool {
     }
   }
 
-  // Splits items into chunks and queues one task per chunk. on_done(job)
-  // runs in the thread that finishes the last chunk.
+  // One map's chunks. Each is claimed once, in order, by whoever comes
+  // first: a queued task or the waiting caller. So the caller helps with its
+  // own map only (a foreign task run by a caller holding a lock it needs
+  // would deadlock), and a task that finds every chunk taken does nothing.
+  template <bool kPlain, class F, class R, class Out, class OnDone>
+  class MapChunks {
+   public:
+    MapChunks(F& f, const R& items, std::size_t n, std::size_t chunksize, OnDone on_done)
+        : job(n, (n + chunksize - 1) / chunksize),
+          f_(f),
+          n_(n),
+          chunksize_(chunksize),
+          chunks_((n + chunksize - 1) / chunksize),
+          on_done_(std::move(on_done)) {
+      if constexpr (std::ranges::random_access_range<const R>) {
+        begin_ = std::ranges::begin(items);
+      } else {
+        auto it = std::ranges::begin(items);
+        begins_.reserve(chunks_);
+        for (std::size_t first = 0; first < n_; first += chunksize_) {
+          begins_.push_back(it);
+          std::ranges::advance(it, static_cast<std::ptrdiff_t>(std::min(chunksize_, n_ - first)));
+        }
+      }
+    }
+    std::size_t chunks() const { return chunks_; }
+    // For an empty input: nothing to run, the map is done.
+    void finish_empty() { on_done_(job); }
+
+    // Runs the next unclaimed chunk; false once every chunk is claimed.
+    bool run_next() {
+      const std::size_t c = next_.fetch_add(1, std::memory_order_relaxed);
+      if (c >= chunks_) return false;
+      const std::size_t first = c * chunksize_;
+      const std::size_t last = std::min(n_, first + chunksize_);
+      // A chunk that starts past a failure already found is skipped; within
+      // a chunk nothing but f runs per item, so f can be inlined and the
+      // loop vectorized where f allows.
+      if (job.error.index() >= first) {
+        auto at = chunk_begin(c);
+        auto* slots = job.slots.data();
+        std::size_t i = first;
+        try {
+          for (; i < last; ++i, ++at) slots[i] = call<kPlain>(f_, *at);
+        } catch (...) {
+          job.error.record(i, std::current_exception());
+        }
+      }
+      finish();
+      return true;
+    }
+    // For a queued task that will never run: the next unclaimed chunk fails.
+    void cancel_next(std::exception_ptr why) {
+      const std::size_t c = next_.fetch_add(1, std::memory_order_relaxed);
+      if (c >= chunks_) return;
+      job.error.record(c * chunksize_, std::move(why));
+      finish();
+    }
+
+    detail::MapJob<Out> job;
+
+   private:
+    using Iterator = std::ranges::iterator_t<const R>;
+    Iterator chunk_begin(std::size_t c) const {
+      if constexpr (std::ranges::random_access_range<const R>) {
+        return begin_ + static_cast<std::ptrdiff_t>(c * chunksize_);
+      } else {
+        return begins_[c];
+      }
+    }
+    void finish() {
+      if (job.finish_chunk()) on_done_(job);
+    }
+
+    F& f_;
+    const std::size_t n_;
+    const std::size_t chunksize_;
+    const std::size_t chunks_;
+    OnDone on_done_;
+    Iterator begin_{};
+    std::vector<Iterator> begins_;
+    std::atomic<std::size_t> next_{0};
+  };
+
+  // Queues one task per chunk of items. on_done(job) runs in the thread
+  // that finishes the last chunk.
   template <bool kPlain, class F, class R, class OnDone>
   auto start_map(F& f, const R& items, std::size_t chunksize, OnDone on_done) {
     static_assert(std::ranges::forward_range<const R>,
@@ -167,58 +290,33 @@ class ThreadPool {
     static_assert(!std::is_void_v<Out>, "map needs f to return a value; use apply_async for void");
     const auto n = static_cast<std::size_t>(std::ranges::distance(items));
     if (chunksize == 0) chunksize = detail::auto_chunksize(n, worker_count());
-    const std::size_t chunks = (n + chunksize - 1) / chunksize;
-    auto job = std::make_shared<detail::MapJob<Out>>(n, chunks);
-    if (chunks == 0) {
-      on_done(*job);
-      return job;
+    auto chunks = std::make_shared<MapChunks<kPlain, F, R, Out, OnDone>>(f, items, n, chunksize,
+                                                                          std::move(on_done));
+    if (chunks->chunks() == 0) chunks->finish_empty();
+    // A chunk refused because the pool was closed meanwhile fails the map
+    // with std::invalid_argument; the chunks already queued still run (or
+    // the caller runs them) before the map returns.
+    for (std::size_t c = 0; c < chunks->chunks(); ++c) {
+      (void)submit(detail::make_task([chunks] { chunks->run_next(); },
+                               [chunks](std::exception_ptr why) { chunks->cancel_next(std::move(why)); }));
     }
-    auto it = std::ranges::begin(items);
-    for (std::size_t first = 0; first < n; first += chunksize) {
-      const std::size_t last = first + chunksize < n ? first + chunksize : n;
-      auto run = [job, &f, it, first, last, on_done]() mutable {
-        auto at = it;
-        auto* slots = job->slots.data();
-        std::size_t i = first;
-        // A chunk that starts past a failure already found is skipped; within
-        // a chunk nothing but f runs per item, so f can be inlined and the
-        // loop vectorized where f allows.
-        if (job->error.index() >= first) {
-          try {
-            for (; i < last; ++i, ++at) slots[i] = call<kPlain>(f, *at);
-          } catch (...) {
-            job->error.record(i, std::current_exception());
-          }
-        }
-        if (job->finish_chunk()) on_done(*job);
-      };
-      auto cancel = [job, first, on_done](std::exception_ptr e) mutable {
-        job->error.record(first, std::move(e));
-        if (job->finish_chunk()) on_done(*job);
-      };
-      submit(std::move(run), std::move(cancel));
-      std::ranges::advance(it, static_cast<std::ptrdiff_t>(last - first));
-    }
-    return job;
+    return chunks;
   }
 
   template <bool kPlain, class F, class R>
   auto run_map(F& f, const R& items, std::size_t chunksize) {
     require_running(kPlain ? "ThreadPool.map()" : "ThreadPool.starmap()");
     wake_idle_workers();
-    auto job = start_map<kPlain>(f, items, chunksize, [](auto&) {});
-    // The caller helps -- it runs queued chunks itself instead of sleeping
-    // -- where a core would otherwise be left idle: fewer workers than
-    // cores, or a worker whose thread has not started yet; and always when it is itself one of
-    // this pool's workers (a task that maps on its own pool would otherwise
-    // wait for workers that are all waiting too). With every worker awake
-    // on its own core, a helping caller made three threads share two cores
-    // and a 1M-item map slower, measured.
-    while (!job->done.is_set() && caller_should_help() && run_one_queued()) {
+    auto chunks = start_map<kPlain>(f, items, chunksize, [](auto&) {});
+    // The caller runs its map's chunks too instead of only waiting, as
+    // OpenMP's master thread does (see caller_should_help).
+    if (caller_should_help()) {
+      while (!chunks->job.done.is_set() && chunks->run_next()) {
+      }
     }
-    job->done.wait();
-    if (auto e = job->error.take()) std::rethrow_exception(std::move(e));
-    return detail::take_results<typename std::decay_t<decltype(*job)>::value_type>(job->slots);
+    chunks->job.done.wait();
+    if (auto e = chunks->job.error.take()) std::rethrow_exception(std::move(e));
+    return detail::take_results<typename decltype(chunks->job)::value_type>(chunks->job.slots);
   }
 
   template <bool kOrdered, class F, class R>
