@@ -1,6 +1,8 @@
 // Pool and ThreadPool against OpenMP, oneTBB and a sequential loop.
 // Side by side with CPython: bench/python_pool.py; ratios: bench/pool_report.py.
 #include <benchmark/benchmark.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -117,6 +119,26 @@ void BM_Map1M_TBB(benchmark::State& state) {
 }
 BENCHMARK(BM_Map1M_TBB)->Name("map1M/oneTBB")->UseRealTime()->Unit(benchmark::kMicrosecond);
 #endif
+
+// The floor under any Pool call that forks its workers at the call (the
+// default, which gives them the caller's state as of the call): two forks of
+// this process whose children exit at once, and the two waits. No map work.
+void BM_Map1M_ForkFloor(benchmark::State& state) {
+  const auto& items = million();
+  benchmark::DoNotOptimize(items.data());
+  for (auto _ : state) {
+    pid_t children[kWorkers];
+    for (auto& pid : children) {
+      pid = ::fork();
+      if (pid == 0) ::_exit(0);
+      if (pid < 0) state.SkipWithError("fork failed");
+    }
+    for (pid_t pid : children) {
+      if (pid > 0) ::waitpid(pid, nullptr, 0);
+    }
+  }
+}
+BENCHMARK(BM_Map1M_ForkFloor)->Name("map1M/fork+exit+wait x2 (floor)")->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 // --- CPU-bound: about 50 us of arithmetic per item, 20,000 items ------------
 

@@ -47,6 +47,23 @@ std::pair<std::string, std::string> exception_parts(const std::exception_ptr& e)
 
 void WorkerLink::send(std::span<const std::byte> frame) { end_.send(kBytesTag, frame); }
 
+WakeFd::WakeFd() {
+  fd_ = fault::inject(fault::Call::kEventfd) ? -1 : ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "Pool: eventfd");
+}
+
+WakeFd::~WakeFd() { ::close(fd_); }
+
+void WakeFd::wake() const {
+  const std::uint64_t one = 1;
+  [[maybe_unused]] const ssize_t n = ::write(fd_, &one, sizeof one);
+}
+
+void WakeFd::drain() const {
+  std::uint64_t count = 0;
+  [[maybe_unused]] const ssize_t n = ::read(fd_, &count, sizeof count);
+}
+
 int poll_timeout_ms(std::int64_t deadline_ns) {
   if (deadline_ns == Deadline::kNever) return -1;
   const std::int64_t left = deadline_ns - Deadline::monotonic_ns();
@@ -352,16 +369,9 @@ bool PoolRunner::send(int position, std::span<const std::byte> frame) {
 // --- the supervisor of asynchronous calls -----------------------------------
 
 struct PoolSupervisor::State {
-  explicit State(std::shared_ptr<const PoolSettings> s) : settings(std::move(s)) {
-    wake_fd = fault::inject(fault::Call::kEventfd) ? -1 : ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (wake_fd < 0) throw std::system_error(errno, std::generic_category(), "Pool: eventfd");
-  }
-  ~State() { ::close(wake_fd); }
+  explicit State(std::shared_ptr<const PoolSettings> s) : settings(std::move(s)) {}
 
-  void wake() const {
-    const std::uint64_t one = 1;
-    [[maybe_unused]] const ssize_t n = ::write(wake_fd, &one, sizeof one);
-  }
+  void wake() const { wake_fd.wake(); }
 
   void start_thread() {
     if (thread.joinable()) return;
@@ -422,7 +432,7 @@ struct PoolSupervisor::State {
         }
         for (auto& job : running) jobs.push_back(&job);
       }
-      fds.assign(1, pollfd{wake_fd, POLLIN, 0});
+      fds.assign(1, pollfd{wake_fd.fd(), POLLIN, 0});
       starts.clear();
       std::int64_t until = Deadline::kNever;
       for (Job* job : jobs) {
@@ -432,10 +442,7 @@ struct PoolSupervisor::State {
       }
       const int rc = ::poll(fds.data(), fds.size(), poll_timeout_ms(until));
       if (rc < 0 && errno != EINTR) continue;
-      if ((fds[0].revents & POLLIN) != 0) {
-        std::uint64_t count;
-        [[maybe_unused]] const ssize_t n = ::read(wake_fd, &count, sizeof count);
-      }
+      if ((fds[0].revents & POLLIN) != 0) wake_fd.drain();
       std::vector<Job*> done;
       for (std::size_t i = 0; i < jobs.size(); ++i) {
         Job& job = *jobs[i];
@@ -467,7 +474,7 @@ struct PoolSupervisor::State {
   }
 
   std::shared_ptr<const PoolSettings> settings;
-  int wake_fd = -1;
+  WakeFd wake_fd;
   std::mutex mutex;
   std::condition_variable idle;
   std::list<Job> running;

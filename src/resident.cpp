@@ -7,7 +7,6 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -50,8 +49,6 @@ constexpr double kQuickChunkNs = 1'000'000;
 
 struct ResidentWorkers::State final : PoolWork {
   explicit State(std::shared_ptr<const PoolSettings> s) : settings(std::move(s)) {
-    wake_fd = fault::inject(fault::Call::kEventfd) ? -1 : ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (wake_fd < 0) throw std::system_error(errno, std::generic_category(), "Pool: eventfd");
     const auto workers = static_cast<std::size_t>(settings->processes);
     slot_memory = map_shared(sizeof(PoolSlot) * workers);
     slots = ::new (slot_memory.get()) PoolSlot[workers];
@@ -60,14 +57,10 @@ struct ResidentWorkers::State final : PoolWork {
   }
   ~State() override {
     runner.reset();  // kills and reaps any worker left
-    ::close(wake_fd);
   }
 
   // --- any thread ------------------------------------------------------------
-  void wake() const {
-    const std::uint64_t one = 1;
-    [[maybe_unused]] const ssize_t n = ::write(wake_fd, &one, sizeof one);
-  }
+  void wake() const { wake_fd.wake(); }
 
   // --- in a worker process --------------------------------------------------
   void run_worker(WorkerLink& link) override {
@@ -260,7 +253,7 @@ struct ResidentWorkers::State final : PoolWork {
     replace_workers();  // before dispatch: with none alive, poll would wait for nothing
     dispatch();
 
-    fds.assign(1, pollfd{wake_fd, POLLIN, 0});
+    fds.assign(1, pollfd{wake_fd.fd(), POLLIN, 0});
     runner->collect(fds);
     int rc = 0;
     if (std::any_of(in_flight.begin(), in_flight.end(), [](const auto& q) { return !q.empty(); })) {
@@ -276,10 +269,7 @@ struct ResidentWorkers::State final : PoolWork {
       fail_all(std::make_exception_ptr(std::system_error(errno, std::generic_category(), "Pool: poll")));
       return true;
     }
-    if (rc > 0 && (fds[0].revents & POLLIN) != 0) {
-      std::uint64_t count = 0;
-      [[maybe_unused]] const ssize_t n = ::read(wake_fd, &count, sizeof count);
-    }
+    if (rc > 0 && (fds[0].revents & POLLIN) != 0) wake_fd.drain();
     try {
       runner->handle(fds.data() + 1, fds.size() - 1);
     } catch (const std::exception&) {
@@ -393,7 +383,7 @@ struct ResidentWorkers::State final : PoolWork {
 
   // The driver thread's (the constructor's before it starts).
   std::shared_ptr<const PoolSettings> settings;
-  int wake_fd = -1;
+  WakeFd wake_fd;
   std::shared_ptr<void> slot_memory;
   PoolSlot* slots = nullptr;
   std::unique_ptr<PoolRunner> runner;

@@ -186,6 +186,23 @@ class PoolSupervisor {
   std::shared_ptr<State> state_;
 };
 
+// An eventfd that wakes a thread sleeping in poll(): wake() from any
+// thread; the sleeper polls fd() and drain()s it once it is readable.
+class WakeFd {
+ public:
+  WakeFd();  // std::system_error if no eventfd can be made
+  ~WakeFd();
+  WakeFd(const WakeFd&) = delete;
+  WakeFd& operator=(const WakeFd&) = delete;
+
+  int fd() const { return fd_; }
+  void wake() const;
+  void drain() const;
+
+ private:
+  int fd_ = -1;
+};
+
 // poll()'s timeout, in whole milliseconds rounded up, until a monotonic
 // deadline (Deadline::kNever: -1, none).
 int poll_timeout_ms(std::int64_t deadline_ns);

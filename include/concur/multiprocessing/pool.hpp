@@ -411,28 +411,18 @@ class Pool {
   template <class F, class R>
   auto map(F&& f, const R& items, std::size_t chunksize = 0) {
     core_->require_running("Pool.map()");
-    if (core_->resident() != nullptr) {
-      if constexpr (detail::resident_capable<F, std::ranges::range_value_t<const R>>) {
-        return run_resident<true>(f, items, chunksize);
-      } else {
-        detail::refuse_resident("Pool.map()", std::is_trivially_copyable_v<std::decay_t<F>>);
-      }
-    }
-    return run_now<true>(f, items, chunksize);
+    return route<F, std::ranges::range_value_t<const R>>(
+        "Pool.map()", [&](auto* self) { return self->template run_resident<true>(f, items, chunksize); },
+        [&](auto* self) { return self->template run_now<true>(f, items, chunksize); });
   }
   /// Python: starmap(f, iterable). f(std::get<I>(t)...) for every tuple t,
   /// results in input order.
   template <class F, class R>
   auto starmap(F&& f, const R& tuples, std::size_t chunksize = 0) {
     core_->require_running("Pool.starmap()");
-    if (core_->resident() != nullptr) {
-      if constexpr (detail::resident_capable<F, std::ranges::range_value_t<const R>>) {
-        return run_resident<false>(f, tuples, chunksize);
-      } else {
-        detail::refuse_resident("Pool.starmap()", std::is_trivially_copyable_v<std::decay_t<F>>);
-      }
-    }
-    return run_now<false>(f, tuples, chunksize);
+    return route<F, std::ranges::range_value_t<const R>>(
+        "Pool.starmap()", [&](auto* self) { return self->template run_resident<false>(f, tuples, chunksize); },
+        [&](auto* self) { return self->template run_now<false>(f, tuples, chunksize); });
   }
   /// Python: imap(f, iterable, chunksize). A PoolIMapRange over f(item), in
   /// input order; the input, which may be lazy or endless, is read a chunk
@@ -458,16 +448,9 @@ class Pool {
     using Args = std::array<std::tuple<std::decay_t<A>...>, 1>;
     Call call{std::forward<F>(f)};
     const Args args_items{std::make_tuple(std::forward<A>(args)...)};
-    auto out = [&] {
-      if (core_->resident() != nullptr) {
-        if constexpr (detail::resident_capable<Call, typename Args::value_type>) {
-          return run_resident<true>(call, args_items, 1);
-        } else {
-          detail::refuse_resident("Pool.apply()", std::is_trivially_copyable_v<Call>);
-        }
-      }
-      return run_now<true>(call, args_items, 1);
-    }();
+    auto out = route<Call, typename Args::value_type>(
+        "Pool.apply()", [&](auto* self) { return self->template run_resident<true>(call, args_items, 1); },
+        [&](auto* self) { return self->template run_now<true>(call, args_items, 1); });
     using Result = std::invoke_result_t<std::decay_t<F>&, std::decay_t<A>&...>;
     if constexpr (!std::is_void_v<Result>) return std::move(out[0]);
   }
@@ -479,16 +462,16 @@ class Pool {
     using Result = std::invoke_result_t<std::decay_t<F>&, std::decay_t<A>&...>;
     using Call = detail::ApplyCall<std::decay_t<F>>;
     using Args = std::array<std::tuple<std::decay_t<A>...>, 1>;
-    if (core_->resident() != nullptr) {
-      if constexpr (detail::resident_capable<Call, typename Args::value_type>) {
-        return submit_resident<true, Result>(Call{std::forward<F>(f)},
-                                             Args{std::make_tuple(std::forward<A>(args)...)}, 1);
-      } else {
-        detail::refuse_resident("Pool.apply_async()", std::is_trivially_copyable_v<Call>);
-      }
-    }
-    return submit_async<true, Result>(Call{std::forward<F>(f)},
-                                      Args{std::make_tuple(std::forward<A>(args)...)}, 1);
+    return route<Call, typename Args::value_type>(
+        "Pool.apply_async()",
+        [&](auto* self) {
+          return self->template submit_resident<true, Result>(
+              Call{std::forward<F>(f)}, Args{std::make_tuple(std::forward<A>(args)...)}, 1);
+        },
+        [&](auto* self) {
+          return self->template submit_async<true, Result>(
+              Call{std::forward<F>(f)}, Args{std::make_tuple(std::forward<A>(args)...)}, 1);
+        });
   }
   /// As map, without waiting. f and the items are copied first.
   template <class F, class R>
@@ -496,18 +479,18 @@ class Pool {
     core_->require_running("Pool.map_async()");
     using Item = std::ranges::range_value_t<const R>;
     using Out = std::decay_t<std::invoke_result_t<std::decay_t<F>&, const Item&>>;
-    if (core_->resident() != nullptr) {
-      if constexpr (detail::resident_capable<F, Item>) {
-        return submit_resident<true, std::vector<Out>>(
-            std::decay_t<F>(std::forward<F>(f)),
-            std::vector<Item>(std::ranges::begin(items), std::ranges::end(items)), chunksize);
-      } else {
-        detail::refuse_resident("Pool.map_async()", std::is_trivially_copyable_v<std::decay_t<F>>);
-      }
-    }
-    return submit_async<true, std::vector<Out>>(
-        std::decay_t<F>(std::forward<F>(f)),
-        std::vector<Item>(std::ranges::begin(items), std::ranges::end(items)), chunksize);
+    return route<F, Item>(
+        "Pool.map_async()",
+        [&](auto* self) {
+          return self->template submit_resident<true, std::vector<Out>>(
+              std::decay_t<F>(std::forward<F>(f)),
+              std::vector<Item>(std::ranges::begin(items), std::ranges::end(items)), chunksize);
+        },
+        [&](auto* self) {
+          return self->template submit_async<true, std::vector<Out>>(
+              std::decay_t<F>(std::forward<F>(f)),
+              std::vector<Item>(std::ranges::begin(items), std::ranges::end(items)), chunksize);
+        });
   }
 
   /// No more calls; the asynchronous ones still running finish.
@@ -520,6 +503,22 @@ class Pool {
   int processes() const { return core_->processes(); }
 
  private:
+  // Where a call runs: on the workers made with the pool (WorkerStart::once)
+  // when it can go there -- else refused with the reason -- or on workers
+  // forked at the call. Each branch is a generic lambda given `this`, so
+  // that the one a type cannot take is never compiled for it.
+  template <class Call, class Item, class OnResident, class AtTheCall>
+  auto route(const char* call, OnResident&& on_resident, AtTheCall&& at_the_call) {
+    if (core_->resident() != nullptr) {
+      if constexpr (detail::resident_capable<Call, Item>) {
+        return on_resident(this);
+      } else {
+        detail::refuse_resident(call, std::is_trivially_copyable_v<std::decay_t<Call>>);
+      }
+    }
+    return at_the_call(this);
+  }
+
   // map, starmap and apply on the workers made with the pool: the caller
   // waits while the pool's driver thread runs the call.
   template <bool kPlain, class F, class R>
