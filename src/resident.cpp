@@ -39,6 +39,9 @@ constexpr std::size_t kPipelinedFrameBytes = 64 * 1024;
 // took 115 us in 8 chunks and 36 us in 2), so chunks of quick items are
 // made larger, once a call has shown how quick they are.
 constexpr double kChunkTargetNs = 200'000;
+// A call whose items all take less than this together goes to one worker
+// in one chunk: a second worker's round trip would cost more than it saves.
+constexpr double kOneChunkNs = 20'000;
 // How long an idle worker looks for its next chunk before it sleeps.
 constexpr std::int64_t kWorkerLingerNs = 100'000;
 // Chunks known to run faster than this may wait behind another on a
@@ -107,6 +110,7 @@ struct ResidentWorkers::State final : PoolWork {
       if (it != ns_per_item.end()) per_item = it->second;
     }
     if (per_item <= 0) return python;
+    if (per_item * static_cast<double>(items) < kOneChunkNs) return std::max<std::size_t>(items, 1);
     const std::size_t one_each = (items + workers - 1) / workers;  // every worker gets a chunk
     const double wanted = kChunkTargetNs / per_item;
     const std::size_t target = wanted >= static_cast<double>(one_each) ? one_each
