@@ -101,8 +101,8 @@ std::vector<Out> take_results(std::vector<ResultSlot<Out>>& slots) {
   }
 }
 
-// f(item) for map, f(std::get<I>(item)...) for starmap: the process pools'
-// call of f.
+// f(item) for map, f(std::get<I>(item)...) for starmap: every pool's call
+// of f.
 template <bool kPlain, class F, class Item>
 decltype(auto) pool_call(F& f, Item&& item) {
   if constexpr (kPlain) {

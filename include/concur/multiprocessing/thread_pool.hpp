@@ -186,15 +186,6 @@ class ThreadPool {
   void require_running(const char* call) const;
   std::size_t worker_count() const;
 
-  template <bool kPlain, class F, class Item>
-  static decltype(auto) call(F& f, Item&& item) {
-    if constexpr (kPlain) {
-      return std::invoke(f, std::forward<Item>(item));
-    } else {
-      return std::apply(f, std::forward<Item>(item));
-    }
-  }
-
   // One map's chunks. Each is claimed once, in order, by whoever comes
   // first: a queued task or the waiting caller. So the caller helps with its
   // own map only (a foreign task run by a caller holding a lock it needs
@@ -238,7 +229,7 @@ class ThreadPool {
         auto* slots = job.slots.data();
         std::size_t i = first;
         try {
-          for (; i < last; ++i, ++at) slots[i] = call<kPlain>(f_, *at);
+          for (; i < last; ++i, ++at) slots[i] = detail::pool_call<kPlain>(f_, *at);
         } catch (...) {
           job.error.record(i, std::current_exception());
         }
@@ -286,7 +277,7 @@ class ThreadPool {
     static_assert(std::ranges::forward_range<const R>,
                   "map needs a range it can read more than once; use imap for a single-pass one");
     using Item = std::ranges::range_reference_t<const R>;
-    using Out = std::decay_t<decltype(call<kPlain>(f, std::declval<Item>()))>;
+    using Out = std::decay_t<decltype(detail::pool_call<kPlain>(f, std::declval<Item>()))>;
     static_assert(!std::is_void_v<Out>, "map needs f to return a value; use apply_async for void");
     const auto n = static_cast<std::size_t>(std::ranges::distance(items));
     if (chunksize == 0) chunksize = detail::auto_chunksize(n, worker_count());
