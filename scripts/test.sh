@@ -12,6 +12,23 @@ total_passed=0
 total_failed=0
 status=0
 summary=()
+failures=()
+
+# The last lines that each failed test printed, so that a failure shows in
+# the tail of a long log (CI keeps only that).
+tail_of_failures() {
+  awk '
+    function flush() { if (name != "") { print "[" name "]"; n = (count < 25) ? count : 25;
+                         for (i = count - n + 1; i <= count; i++) print buf[i % 25] } name = "" }
+    /^ *[0-9]+\/[0-9]+ Test +#[0-9]+: / {
+      flush()
+      if ($0 !~ /Passed|Not Run|Skipped/) { name = $0; count = 0 }
+      next
+    }
+    /^ +Start +[0-9]+: / || /tests passed, / { flush(); next }
+    name != "" { count++; buf[count % 25] = $0 }
+    END { flush() }' "$1"
+}
 for name in $builds; do
   start=$SECONDS
   echo "=== build: $name"
@@ -36,6 +53,9 @@ for name in $builds; do
   total_failed=$((total_failed + failed))
   [ "$failed" -eq 0 ] || status=1
   summary+=("$name: $passed passed, $failed failed in $((SECONDS - start)) s")
+  if [ "$failed" -ne 0 ]; then
+    failures+=("--- $name: $(tail_of_failures "$log")")
+  fi
 done
 
 # One more step: counts as one test, passed or failed, with its line.
@@ -76,6 +96,10 @@ else
   step_failed "docs: FAILED (undocumented public API or a bad comment; see bash scripts/docs.sh)"
 fi
 
+if [ ${#failures[@]} -gt 0 ]; then
+  echo "=== failures"
+  printf '%s\n' "${failures[@]}"
+fi
 echo "=== summary"
 printf '%s\n' "${summary[@]}"
 echo "$total_passed passed, $total_failed failed"

@@ -124,6 +124,10 @@ class WorkerLostError : public std::runtime_error {
         index_(index),
         pid_(pid),
         exitcode_(exitcode) {}
+  /// With a what() of the caller's: an MPI rank that was lost, whose exit
+  /// code rank 0 cannot know (0).
+  WorkerLostError(std::size_t index, int pid, int exitcode, const std::string& what)
+      : std::runtime_error(what), index_(index), pid_(pid), exitcode_(exitcode) {}
   /// The position in the input of the item whose task the worker was running.
   std::size_t index() const noexcept { return index_; }
   /// The dead worker's process id (already reaped).

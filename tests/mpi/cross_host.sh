@@ -24,6 +24,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A run that was killed (a ctest timeout) could not clean up: its namespaces
+# hold the same addresses. Remove those whose script is gone.
+for stale in $(ip netns list 2>/dev/null | sed -n 's/^\(cc\([0-9]*\)h[0-2]\).*/\1 \2/p' | tr ' ' ':'); do
+  if ! kill -0 "${stale#*:}" 2>/dev/null; then ip netns del "${stale%:*}" 2>/dev/null; fi
+done
+
 if ! ip netns add "${ns[0]}" 2>/dev/null; then
   echo "SKIPPED: this machine does not allow network namespaces (ip netns add failed)"
   exit 77
@@ -55,6 +61,7 @@ export CONCUR_EXPECT_HOSTS=3
 ip netns exec "${ns[0]}" mpirun --allow-run-as-root -np 3 --hostfile "$hosts" \
   --mca plm_rsh_agent "$here/netns_agent.sh" \
   --mca btl self,tcp --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24 \
+  --mca rtc_hwloc_vmhole none \
   -x CONCUR_EXPECT_HOSTS \
   "$program" "$@"
 rc=$?

@@ -3,13 +3,19 @@
 // serve(), rank 0 runs these tests with GoogleTest and then closes the pool.
 #include <gtest/gtest.h>
 
+#include <time.h>
 #include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
 
 #include <cstdlib>
 #include <ranges>
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -99,9 +105,9 @@ TEST(MpiPool, ApplyAndAsync) {
   auto r = g_pool->apply_async(square, 12);
   EXPECT_EQ(r.get(), 144);
   auto m = g_pool->map_async(square, iota(50));
-  EXPECT_TRUE(m.ready());
   EXPECT_EQ(m.get()[49], 49 * 49);
   auto bad = g_pool->map_async(fails_at_7, iota(10));
+  ASSERT_TRUE(bad.wait(std::chrono::seconds(60)));
   EXPECT_FALSE(bad.successful());
   EXPECT_THROW(bad.get(), mp::RemoteError);
 }
@@ -151,19 +157,100 @@ TEST(MpiPool, LargeItemsStream) {
   EXPECT_EQ(sizes, (std::vector<std::size_t>{24u << 20, 3u << 20}));
 }
 
+// A job whose task no rank knows: what a rank running another build sees.
+struct UnknownTask final : concur::mpi::detail::Job {
+  UnknownTask() : Job(0x1234567890abcdefull, "") {}
+  Next next_chunk(Chunk& out) override {
+    if (sent) return Next::kDone;
+    sent = true;
+    out.first = 0;
+    return Next::kChunk;
+  }
+  void on_reply(std::uint64_t, const std::string&) override { replied = true; }
+  void on_failure(std::exception_ptr e) override { failure = e; }
+  void on_lost(std::uint64_t, std::exception_ptr e) override { failure = e; }
+  void on_finish() override {}
+  bool sent = false;
+  bool replied = false;
+  std::exception_ptr failure;
+};
+
 TEST(MpiPool, ARankThatCannotResolveATaskAnswersWithAClearError) {
-  if (g_pool->size() == 0) GTEST_SKIP() << "no serving rank with -np 1";
   auto& engine = g_pool->engine_for_testing();
-  engine.send_task(1, 0x1234567890abcdefull, "", 0, 0, "");
+  auto job = std::make_shared<UnknownTask>();
+  engine.submit(job);
+  engine.wait([&job] { return job->finished(); });
+  EXPECT_FALSE(job->replied);
   try {
-    engine.next_reply();
-    FAIL() << "next_reply should have thrown";
+    ASSERT_TRUE(job->failure);
+    std::rethrow_exception(job->failure);
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("no task of this kind"), std::string::npos) << e.what();
   }
   // A function pointer that does not point into code is refused before sending.
   EXPECT_THROW((void)concur::mpi::detail::function_to_wire(&engine), std::invalid_argument);
   EXPECT_EQ(g_pool->map(square, iota(3))[2], 4);
+}
+
+// Blocks until the file `gate` exists (bounded: 60 s), then returns its
+// name's length: a task that rank 0 lets finish when it chooses.
+std::size_t wait_for_gate(const std::string& gate) {
+  for (int tick = 0; tick < 60'000 && ::access(gate.c_str(), F_OK) != 0; ++tick) {
+    timespec t{0, 1'000'000};
+    ::nanosleep(&t, nullptr);
+  }
+  return gate.size();
+}
+
+std::string gate_path(const char* name) {
+  return "/tmp/concur-mpi-gate-" + std::to_string(::getpid()) + "-" + name;
+}
+
+void open_gate(const std::string& gate) {
+  FILE* f = std::fopen(gate.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fclose(f);
+}
+
+TEST(MpiPool, MapAsyncAndApplyAsyncReturnBeforeTheWorkIsDone) {
+  const std::string gate = gate_path("async");
+  auto mapped = g_pool->map_async(wait_for_gate, std::vector<std::string>(4, gate), 1);
+  auto applied = g_pool->apply_async(wait_for_gate, gate);
+  EXPECT_FALSE(mapped.ready());
+  EXPECT_FALSE(applied.ready());
+  EXPECT_THROW(mapped.get(std::chrono::milliseconds(1)), concur::TimeoutError);
+  open_gate(gate);
+  EXPECT_EQ(mapped.get(std::chrono::seconds(60)), std::vector<std::size_t>(4, gate.size()));
+  EXPECT_EQ(applied.get(std::chrono::seconds(60)), gate.size());
+  std::remove(gate.c_str());
+}
+
+TEST(MpiPool, CallsFromSeveralThreadsOfRankZeroRunSideBySide) {
+  std::vector<std::thread> threads;
+  std::vector<int> wrong(4, 0);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([t, &wrong] {
+      for (int call = 0; call < 10; ++call) {
+        const auto out = g_pool->map(square, iota(40 + t), 3);
+        for (int i = 0; i < 40 + t; ++i) wrong[static_cast<std::size_t>(t)] += out[static_cast<std::size_t>(i)] != i * i;
+        wrong[static_cast<std::size_t>(t)] += g_pool->apply(square, t) != t * t;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(wrong, std::vector<int>(4, 0));
+}
+
+TEST(MpiPool, AMapWhileAnImapIsHalfReadGetsItsOwnResults) {
+  auto squares = g_pool->imap(square, iota(60), 1);
+  auto it = squares.begin();
+  for (int i = 0; i < 10; ++i, ++it) EXPECT_EQ(*it, i * i);
+  const auto negated = g_pool->map([](int x) { return -x; }, iota(30), 1);
+  for (int i = 0; i < 30; ++i) EXPECT_EQ(negated[static_cast<std::size_t>(i)], -i);
+  auto pending = g_pool->map_async([](int x) { return x + 1000; }, iota(20), 1);
+  for (int i = 10; i < 60; ++i, ++it) EXPECT_EQ(*it, i * i);
+  EXPECT_TRUE(it == squares.end());
+  EXPECT_EQ(pending.get(std::chrono::seconds(60))[19], 1019);
 }
 
 // The network namespace a rank runs in: in tests/mpi/cross_host.sh each
@@ -194,6 +281,8 @@ int main(int argc, char** argv) {
   g_pool = &pool;
   ::testing::InitGoogleTest(&argc, argv);
   const int rc = RUN_ALL_TESTS();
+  // Work queued before close() still finishes: join() waits for it.
+  auto last = pool.map_async(square, iota(100), 1);
   pool.close();
   bool refused = false;
   try {
@@ -206,5 +295,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   pool.join();
+  if (!last.ready() || last.get()[99] != 99 * 99) {
+    std::fprintf(stderr, "FAILED: work queued before close() did not finish by join()\n");
+    return 1;
+  }
   return rc;
 }

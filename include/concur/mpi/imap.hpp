@@ -19,27 +19,91 @@
 
 #include "concur/detail/pull_iterator.hpp"
 
-namespace concur::mpi {
+namespace concur::mpi::detail {
 
-/// The lazy result of mpi::Pool::imap / imap_unordered: an input range over
-/// f(item). Python: the iterator that Pool.imap returns.
-/// Reads the input a chunk at a time, keeps at most 2 chunks per serving
-/// rank in flight, and hands results out in input order (kOrdered) or as
-/// they arrive. Dereferencing at an item whose f threw rethrows RemoteError;
-/// iteration may go on past it. One thread iterates a given range; the pool
-/// must outlive it. Kind is the task type the serving ranks look up, Fn the
-/// function's type, V the view of the input.
-template <bool kOrdered, class Kind, class Fn, class V>
-class IMapRange {
-  using Item = std::ranges::range_value_t<V>;
-  using Out = typename Kind::Out;
-
+// The job of an imap: its reader (the thread that iterates) queues chunks
+// of input as the window allows; results come back by chunk. Every member
+// runs with the engine's state lock held.
+template <class Out>
+class IMapJob final : public Job {
+ public:
   struct Chunk {
     std::uint64_t first = 0;
     std::deque<Out> outs;  // a deque: bool results stay addressable
     std::vector<std::exception_ptr> errors;
     bool done = false;
   };
+
+  IMapJob(std::uint64_t key, std::string function) : Job(key, std::move(function)) {}
+
+  Next next_chunk(Job::Chunk& out) override {
+    if (failure || abandoned) return Next::kDone;
+    if (!queued.empty()) {
+      out = std::move(queued.front());
+      queued.pop_front();
+      return Next::kChunk;
+    }
+    return input_done ? Next::kDone : Next::kLater;
+  }
+  void on_reply(std::uint64_t first, const std::string& bytes) override {
+    --unanswered;
+    auto it = chunks.find(first);
+    if (it == chunks.end()) return;  // abandoned
+    Chunk& chunk = *it->second;
+    auto report = concur::detail::decode_from_string<concur::detail::IMapReport>(bytes);
+    auto outs = concur::detail::decode_items<Out>(report.results);
+    for (std::size_t k = 0; k < outs.size() && k < chunk.outs.size(); ++k) chunk.outs[k] = std::move(outs[k]);
+    for (auto& [index, type, message] : report.errors) {
+      if (index < chunk.first || index >= chunk.first + chunk.outs.size()) continue;
+      chunk.errors[static_cast<std::size_t>(index - chunk.first)] = std::make_exception_ptr(
+          multiprocessing::RemoteError(std::move(type), std::move(message), static_cast<std::size_t>(index)));
+    }
+    chunk.done = true;
+    finished.push_back(first);
+  }
+  void on_failure(std::exception_ptr error) override {
+    if (!failure) failure = std::move(error);
+  }
+  void on_lost(std::uint64_t first, std::exception_ptr error) override {
+    --unanswered;
+    auto it = chunks.find(first);
+    if (it == chunks.end()) return;
+    for (auto& e : it->second->errors) e = error;
+    it->second->done = true;
+    finished.push_back(first);
+  }
+  void on_finish() override {}
+
+  // Chunks queued or sent whose reply has not come: the window's fill.
+  std::size_t unanswered = 0;
+  std::deque<Job::Chunk> queued;  // read, not yet sent
+  std::map<std::uint64_t, std::unique_ptr<Chunk>> chunks;  // by first index, not yet handed out
+  std::deque<std::uint64_t> order;     // first indexes in input order
+  std::deque<std::uint64_t> finished;  // first indexes as they finished
+  std::exception_ptr failure;
+  bool input_done = false;
+  bool abandoned = false;
+};
+
+}  // namespace concur::mpi::detail
+
+namespace concur::mpi {
+
+/// The lazy result of mpi::Pool::imap / imap_unordered: an input range over
+/// f(item). Python: the iterator that Pool.imap returns.
+/// Reads the input a chunk at a time as the window allows (two chunks per
+/// serving rank without a reply), and hands results out in input order
+/// (kOrdered) or as they arrive. Dereferencing at an item whose f threw
+/// rethrows RemoteError; iteration may go on past it. Other calls on the
+/// pool may run meanwhile. One thread iterates a given range; the pool must
+/// outlive it. Kind is the task type the serving ranks look up, Fn the
+/// function's type, V the view of the input.
+template <bool kOrdered, class Kind, class Fn, class V>
+class IMapRange {
+  using Item = std::ranges::range_value_t<V>;
+  using Out = typename Kind::Out;
+  using Job = detail::IMapJob<Out>;
+  using Chunk = typename Job::Chunk;
 
  public:
   /// An input iterator: `*it` is the current result (or rethrows its error),
@@ -48,24 +112,23 @@ class IMapRange {
 
   /// Made by mpi::Pool::imap, not by users.
   IMapRange(detail::Engine& engine, std::string function, V items, std::size_t chunksize)
-      : engine_(engine), function_(std::move(function)), items_(std::move(items)), chunksize_(chunksize) {
-    const int workers = engine_.workers();
-    in_flight_.assign(static_cast<std::size_t>(workers) + 1, 0);
-  }
+      : engine_(engine),
+        job_(std::make_shared<Job>(Kind::key, std::move(function))),
+        items_(std::move(items)),
+        chunksize_(chunksize),
+        window_(2 * static_cast<std::size_t>(std::max(1, engine.workers()))) {}
   IMapRange(const IMapRange&) = delete;
   IMapRange& operator=(const IMapRange&) = delete;
   IMapRange(IMapRange&&) = delete;
-  /// Reads and drops the replies still due, so the pool's next call starts
-  /// clean; gives up silently after the pool's timeout.
+  /// Chunks not yet sent are dropped; replies still due are read and dropped
+  /// by the pool. Does not block.
   ~IMapRange() {
-    // Replies still due are read and dropped, so the next call starts clean.
-    try {
-      while (outstanding_ > 0) {
-        engine_.next_reply();
-        --outstanding_;
-      }
-    } catch (...) {
-      // No reply within the engine's timeout: nothing more can be done.
+    if (started_) {
+      engine_.locked([this] {
+        job_->abandoned = true;
+        job_->chunks.clear();
+      });
+      engine_.wake();
     }
   }
 
@@ -73,8 +136,9 @@ class IMapRange {
   /// result; a later call returns an iterator at the current position.
   iterator begin() {
     if (!started_) {
-      started_ = true;
       input_ = std::ranges::begin(items_);
+      engine_.submit(job_);
+      started_ = true;
       advance_chunk();
     }
     return iterator(this);
@@ -94,114 +158,90 @@ class IMapRange {
     advance_chunk();
   }
 
-  // Reads the next chunk of input; false at its end.
-  bool read_chunk(std::vector<Item>& out) {
-    out.clear();
-    while (out.size() < chunksize_ && input_ != std::ranges::end(items_)) {
-      out.push_back(*input_);
-      ++input_;
-    }
-    return !out.empty();
-  }
-
-  void store(std::uint64_t id, const std::string& bytes) {
-    auto it = chunks_.find(id);
-    if (it == chunks_.end()) return;
-    Chunk& chunk = *it->second;
-    auto report = concur::detail::decode_from_string<concur::detail::IMapReport>(bytes);
-    auto outs = concur::detail::decode_items<Out>(report.results);
-    for (std::size_t k = 0; k < outs.size() && k < chunk.outs.size(); ++k) chunk.outs[k] = std::move(outs[k]);
-    for (auto& [index, type, message] : report.errors) {
-      if (index < chunk.first || index >= chunk.first + chunk.outs.size()) continue;
-      chunk.errors[static_cast<std::size_t>(index - chunk.first)] = std::make_exception_ptr(
-          multiprocessing::RemoteError(std::move(type), std::move(message), static_cast<std::size_t>(index)));
-    }
-    chunk.done = true;
-    finished_.push_back(id);
-  }
-
-  // Sends chunks to every rank with fewer than two in flight.
-  void fill() {
-    const int workers = engine_.workers();
+  // Reads chunks of input until the window is full or the input ends, and
+  // queues them for the pool's thread.
+  void top_up() {
+    std::size_t room = engine_.locked([this] {
+      return job_->unanswered < window_ && !job_->input_done ? window_ - job_->unanswered : 0;
+    });
+    if (room == 0) return;
+    std::vector<std::pair<std::unique_ptr<Chunk>, typename detail::Job::Chunk>> read;
+    bool input_done = false;
     std::vector<Item> items;
-    for (int round = 0; round < 2; ++round) {
-      for (int w = 1; w <= workers; ++w) {
-        if (in_flight_[static_cast<std::size_t>(w)] >= 2 || input_done_) continue;
-        if (!read_chunk(items)) {
-          input_done_ = true;
-          return;
-        }
-        const std::uint64_t id = next_id_++;
-        auto chunk = std::make_unique<Chunk>();
-        chunk->first = next_index_;
-        chunk->outs.resize(items.size());
-        chunk->errors.resize(items.size());
-        next_index_ += items.size();
-        engine_.send_task(w, Kind::key, function_, id, chunk->first, concur::detail::encode_items(items));
-        ++in_flight_[static_cast<std::size_t>(w)];
-        ++outstanding_;
-        chunks_.emplace(id, std::move(chunk));
-        order_.push_back(id);
+    for (; room > 0; --room) {
+      items.clear();
+      while (items.size() < chunksize_ && input_ != std::ranges::end(items_)) {
+        items.push_back(*input_);
+        ++input_;
       }
+      if (items.empty()) {
+        input_done = true;
+        break;
+      }
+      auto chunk = std::make_unique<Chunk>();
+      chunk->first = next_index_;
+      chunk->outs.resize(items.size());
+      chunk->errors.resize(items.size());
+      read.emplace_back(std::move(chunk),
+                        typename detail::Job::Chunk{next_index_, concur::detail::encode_items(items)});
+      next_index_ += items.size();
     }
+    engine_.locked([&] {
+      for (auto& [chunk, wire] : read) {
+        job_->order.push_back(chunk->first);
+        job_->chunks.emplace(chunk->first, std::move(chunk));
+        job_->queued.push_back(std::move(wire));
+        ++job_->unanswered;
+      }
+      if (input_done) job_->input_done = true;
+    });
+    engine_.wake();
   }
 
   void advance_chunk() {
     current_ = nullptr;
     position_ = 0;
     for (;;) {
-      if (engine_.workers() == 0) {
-        std::vector<Item> items;
-        if (!read_chunk(items)) return;
-        const std::uint64_t id = next_id_++;
-        auto chunk = std::make_unique<Chunk>();
-        chunk->first = next_index_;
-        chunk->outs.resize(items.size());
-        chunk->errors.resize(items.size());
-        next_index_ += items.size();
-        chunks_.emplace(id, std::move(chunk));
-        order_.push_back(id);
-        store(id, Kind::run(function_, concur::detail::encode_items(items), chunks_[id]->first));
-      } else {
-        fill();
-      }
-      // A chunk ready to hand out?
-      std::optional<std::uint64_t> ready;
-      if constexpr (kOrdered) {
-        if (!order_.empty() && chunks_[order_.front()]->done) ready = order_.front();
-      } else {
-        if (!finished_.empty()) ready = finished_.front();
-      }
-      if (ready) {
-        current_ = std::move(chunks_[*ready]);
-        chunks_.erase(*ready);
-        std::erase(order_, *ready);
-        std::erase(finished_, *ready);
-        if (current_->outs.empty()) continue;
-        return;
-      }
-      if (outstanding_ == 0) return;  // input done, all handed out
-      auto reply = engine_.next_reply();
-      --outstanding_;
-      --in_flight_[static_cast<std::size_t>(reply.worker)];
-      store(reply.tag, reply.report);
+      top_up();
+      std::exception_ptr failure;
+      bool over = false;
+      engine_.wait([&] {
+        Job& job = *job_;
+        std::optional<std::uint64_t> ready;
+        if constexpr (kOrdered) {
+          if (!job.order.empty() && job.chunks[job.order.front()]->done) ready = job.order.front();
+        } else {
+          if (!job.finished.empty()) ready = job.finished.front();
+        }
+        if (ready) {
+          current_ = std::move(job.chunks[*ready]);
+          job.chunks.erase(*ready);
+          std::erase(job.order, *ready);
+          std::erase(job.finished, *ready);
+          return true;
+        }
+        if (job.failure) {
+          failure = job.failure;
+          return true;
+        }
+        if (job.input_done && job.order.empty()) return over = true;
+        return !job.input_done && job.unanswered < window_;  // room to read more
+      });
+      if (failure) std::rethrow_exception(failure);
+      if (over) return;
+      if (current_ != nullptr && !current_->outs.empty()) return;
+      current_ = nullptr;
     }
   }
 
   detail::Engine& engine_;
-  std::string function_;
+  std::shared_ptr<Job> job_;
   V items_;
   std::ranges::iterator_t<V> input_{};
   std::size_t chunksize_;
+  std::size_t window_;
   bool started_ = false;
-  bool input_done_ = false;
-  std::uint64_t next_id_ = 0;
   std::uint64_t next_index_ = 0;
-  std::size_t outstanding_ = 0;
-  std::vector<int> in_flight_;  // by rank
-  std::map<std::uint64_t, std::unique_ptr<Chunk>> chunks_;
-  std::deque<std::uint64_t> order_;     // ids in input order
-  std::deque<std::uint64_t> finished_;  // ids as they finished
   std::unique_ptr<Chunk> current_;
   std::size_t position_ = 0;
 };
