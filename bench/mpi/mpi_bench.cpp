@@ -82,6 +82,24 @@ int main() {
          median_seconds([&] { (void)pool.map(spin, ms_tasks, 1); }));
   report("1 ms x200, chunk 1, mp::Pool", ms_tasks.size(),
          median_seconds([&] { (void)local.map(spin, ms_tasks, 1); }));
+  // Rank 0's own 100 ms of work beside a map of 200 ms of work: after it
+  // (map, then the work) or while it runs (map_async, the work, get).
+  const std::vector<long> own(100, rounds);
+  auto own_work = [&own] {
+    for (long r : own) {
+      volatile double sink = spin(r);
+      (void)sink;
+    }
+  };
+  report("1 ms x200 then 100 ms on rank 0, map", ms_tasks.size(), median_seconds([&] {
+           (void)pool.map(spin, ms_tasks, 1);
+           own_work();
+         }));
+  report("1 ms x200 beside 100 ms on rank 0, map_async", ms_tasks.size(), median_seconds([&] {
+           auto pending = pool.map_async(spin, ms_tasks, 1);
+           own_work();
+           (void)pending.get();
+         }));
   report("1 ms x200, sequential", ms_tasks.size(), median_seconds([&] {
            for (long r : ms_tasks) {
              volatile double sink = spin(r);
