@@ -3,6 +3,7 @@
 // serve(), rank 0 runs these tests with GoogleTest and then closes the pool.
 #include <gtest/gtest.h>
 
+#include <mpi.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include <memory>
 
 #include <cstdlib>
+#include <cstring>
 #include <ranges>
 #include <set>
 #include <stdexcept>
@@ -212,7 +214,10 @@ void open_gate(const std::string& gate) {
   std::fclose(f);
 }
 
+bool threaded() { return g_pool->engine_for_testing().threaded(); }
+
 TEST(MpiPool, MapAsyncAndApplyAsyncReturnBeforeTheWorkIsDone) {
+  if (!threaded()) GTEST_SKIP() << "MPI initialized without thread support: async calls are done at once";
   const std::string gate = gate_path("async");
   auto mapped = g_pool->map_async(wait_for_gate, std::vector<std::string>(4, gate), 1);
   auto applied = g_pool->apply_async(wait_for_gate, gate);
@@ -225,7 +230,21 @@ TEST(MpiPool, MapAsyncAndApplyAsyncReturnBeforeTheWorkIsDone) {
   std::remove(gate.c_str());
 }
 
+// The program initialized MPI with MPI_Init (MPI_THREAD_SINGLE): no
+// background thread, the caller drives, and the async calls are ready when
+// they return.
+TEST(MpiPool, WithoutThreadSupportAsyncCallsAreReadyWhenTheyReturn) {
+  if (threaded()) GTEST_SKIP() << "the pool initialized MPI: it has its background thread";
+  auto mapped = g_pool->map_async(square, iota(20), 1);
+  auto applied = g_pool->apply_async(square, 9);
+  EXPECT_TRUE(mapped.ready());
+  EXPECT_TRUE(applied.ready());
+  EXPECT_EQ(mapped.get()[19], 361);
+  EXPECT_EQ(applied.get(), 81);
+}
+
 TEST(MpiPool, CallsFromSeveralThreadsOfRankZeroRunSideBySide) {
+  if (!threaded()) GTEST_SKIP() << "MPI initialized without thread support: one thread only";
   std::vector<std::thread> threads;
   std::vector<int> wrong(4, 0);
   for (int t = 0; t < 4; ++t) {
@@ -275,7 +294,7 @@ TEST(MpiPool, RanksRunWhereTheyWereStarted) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   concur::mpi::Pool pool;
   if (!pool.is_master()) return pool.serve();
   g_pool = &pool;
@@ -299,5 +318,18 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "FAILED: work queued before close() did not finish by join()\n");
     return 1;
   }
+  return rc;
+}
+
+// With --mpi-init-single (last argument) the program initializes MPI itself
+// without thread support, and finalizes it after the pool is gone.
+int main(int argc, char** argv) {
+  const bool init_single = argc > 1 && std::strcmp(argv[argc - 1], "--mpi-init-single") == 0;
+  if (init_single) {
+    --argc;
+    MPI_Init(nullptr, nullptr);
+  }
+  const int rc = run(argc, argv);
+  if (init_single) MPI_Finalize();
   return rc;
 }
