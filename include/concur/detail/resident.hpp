@@ -170,12 +170,18 @@ class ResidentMap final : public ResidentCall {
       task.first = first;
       task.callable.resize(sizeof(Fn));
       std::memcpy(task.callable.data(), static_cast<const void*>(&f_), sizeof(Fn));
-      std::vector<Item> chunk;
-      chunk.reserve(last - first);
-      auto it = std::ranges::begin(items_);
-      std::ranges::advance(it, static_cast<std::ptrdiff_t>(first));
-      for (std::size_t i = first; i < last; ++i, ++it) chunk.push_back(*it);
-      task.items = encode_items(chunk);
+      if constexpr (std::ranges::contiguous_range<const Range> && kItemsAsBytes<Item>) {
+        // The items' bytes as they lie: what encode_items of a copy would give.
+        const auto* data = reinterpret_cast<const char*>(std::ranges::data(items_) + first);
+        task.items.assign(data, (last - first) * sizeof(Item));
+      } else {
+        std::vector<Item> chunk;
+        chunk.reserve(last - first);
+        auto it = std::ranges::begin(items_);
+        std::ranges::advance(it, static_cast<std::ptrdiff_t>(first));
+        for (std::size_t i = first; i < last; ++i, ++it) chunk.push_back(*it);
+        task.items = encode_items(chunk);
+      }
       count = last - first;
       outstanding_.emplace(first, last);
       return true;
@@ -187,8 +193,15 @@ class ResidentMap final : public ResidentCall {
     if (closed_) return;
     const std::size_t first = static_cast<std::size_t>(report.first);
     outstanding_.erase(first);
-    auto outs = decode_items<Out>(report.results);
-    for (std::size_t k = 0; k < outs.size() && k < count; ++k) results_[first + k] = std::move(outs[k]);
+    if constexpr (kItemsAsBytes<Out>) {
+      // Straight into place: the bytes are the results (see encode_items).
+      const std::size_t k = std::min<std::size_t>(whole_items<Out>(report.results),
+                                                  std::min<std::size_t>(count, n_ - first));
+      if (k > 0) std::memcpy(static_cast<void*>(results_.data() + first), report.results.data(), k * sizeof(Out));
+    } else {
+      auto outs = decode_items<Out>(report.results);
+      for (std::size_t k = 0; k < outs.size() && k < count; ++k) results_[first + k] = std::move(outs[k]);
+    }
     for (auto& [index, type, message] : report.errors) {
       error_.record(static_cast<std::size_t>(index),
                     std::make_exception_ptr(multiprocessing::RemoteError(

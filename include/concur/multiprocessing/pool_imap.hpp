@@ -58,24 +58,34 @@ T decode_from_string(const std::string& text) {
                                               text.size()));
 }
 
+// Items sent as their bytes (trivially transferable, not bool).
+template <class T>
+inline constexpr bool kItemsAsBytes = multiprocessing::trivially_transferable<T> && !std::is_same_v<T, bool>;
+
 // A sequence of items or results in a frame: the bytes themselves when the
 // type is trivially copyable, cereal otherwise.
 template <class T>
 std::string encode_items(const std::vector<T>& values) {
-  if constexpr (multiprocessing::trivially_transferable<T> && !std::is_same_v<T, bool>) {
+  if constexpr (kItemsAsBytes<T>) {
     return std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(T));
   } else {
     return encode_to_string(values);
   }
 }
+// How many items of T the bytes `text` hold; FrameError unless whole.
+template <class T>
+std::size_t whole_items(const std::string& text) {
+  if (text.size() % sizeof(T) != 0) {
+    throw FrameError("Pool: a frame holds " + std::to_string(text.size()) +
+                     " bytes, not a whole number of items of " + std::to_string(sizeof(T)));
+  }
+  return text.size() / sizeof(T);
+}
+
 template <class T>
 std::vector<T> decode_items(const std::string& text) {
-  if constexpr (multiprocessing::trivially_transferable<T> && !std::is_same_v<T, bool>) {
-    if (text.size() % sizeof(T) != 0) {
-      throw FrameError("Pool: a frame holds " + std::to_string(text.size()) +
-                       " bytes, not a whole number of items of " + std::to_string(sizeof(T)));
-    }
-    std::vector<T> values(text.size() / sizeof(T));
+  if constexpr (kItemsAsBytes<T>) {
+    std::vector<T> values(whole_items<T>(text));
     if (!text.empty()) std::memcpy(static_cast<void*>(values.data()), text.data(), text.size());
     return values;
   } else {
