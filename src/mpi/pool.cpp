@@ -44,6 +44,13 @@ std::mutex& registry_mutex() {
   return m;
 }
 
+// The runner registered under `key`; null when this build has none.
+TaskRunner find_runner(std::uint64_t key) {
+  std::scoped_lock guard(registry_mutex());
+  auto it = registry().find(key);
+  return it != registry().end() ? it->second : nullptr;
+}
+
 std::uint64_t fnv1a(const char* text) {
   std::uint64_t h = 1469598103934665603ull;
   for (; *text != '\0'; ++text) {
@@ -463,6 +470,7 @@ bool Engine::drive_once() {
   bool did = send_chunks(lock);
   did = take_replies(lock) || did;
   if (outstanding_ > 0 && broken_.empty()) did = lose_silent_ranks() || did;
+  std::erase_if(jobs_, [](const std::shared_ptr<Job>& job) { return job->finished_; });
   if (closing_ && !stopped_ && jobs_.empty() && outstanding_ == 0) {
     // The serving ranks are told only when nothing of theirs is still due.
     if (broken_.empty()) stop_workers();
@@ -504,12 +512,7 @@ bool Engine::send_chunks(std::unique_lock<std::mutex>& lock) {
   if (workers() == 0) {
     Job::Chunk chunk;
     if (auto job = next_job(chunk)) {
-      TaskRunner runner = nullptr;
-      {
-        std::scoped_lock guard(registry_mutex());
-        auto it = registry().find(job->key());
-        if (it != registry().end()) runner = it->second;
-      }
+      const TaskRunner runner = find_runner(job->key());
       ++job->in_flight_;
       lock.unlock();  // f runs here; waiters may look at other jobs meanwhile
       std::string report;
@@ -544,7 +547,6 @@ bool Engine::send_chunks(std::unique_lock<std::mutex>& lock) {
       }
     }
   }
-  std::erase_if(jobs_, [](const std::shared_ptr<Job>& job) { return job->finished_; });
   return did;
 }
 
@@ -605,7 +607,6 @@ bool Engine::take_replies(std::unique_lock<std::mutex>& lock) {
     deliver(*route.job, route.first, error, ok == 1 ? body.substr(at) : std::string());
     if (outstanding_ == 0) break;
   }
-  std::erase_if(jobs_, [](const std::shared_ptr<Job>& job) { return job->finished_; });
   return did;
 }
 
@@ -645,10 +646,7 @@ bool Engine::lose_silent_ranks() {
     fail_everything("mpi::Pool: no serving rank is left: each one did not reply for " +
                     std::to_string(timeout_.count()) + " s (set_timeout() changes the bound)");
   }
-  if (lost) {
-    std::erase_if(jobs_, [](const std::shared_ptr<Job>& job) { return job->finished_; });
-    progress_.notify_all();
-  }
+  if (lost) progress_.notify_all();
   return lost;
 }
 
@@ -729,12 +727,7 @@ int Engine::serve() {
       tag = get_u64(body, at);
       const std::uint64_t first = get_u64(body, at);
       const std::string function = get_bytes(body, at);
-      TaskRunner runner = nullptr;
-      {
-        std::scoped_lock guard(registry_mutex());
-        auto it = registry().find(key);
-        if (it != registry().end()) runner = it->second;
-      }
+      const TaskRunner runner = find_runner(key);
       if (runner == nullptr) {
         throw std::runtime_error(kUnknownTask);
       }
