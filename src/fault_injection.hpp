@@ -19,6 +19,7 @@ enum class Call : int {
   kShmOpen,
   kPidfdOpen,
   kFutexWait,  // fails as a spurious wake-up would (EINTR or EAGAIN)
+  kProcessVm,  // a resident worker's process_vm_readv/writev of the caller's memory
   kCount,
 };
 

@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -91,6 +92,11 @@ struct ResidentWorkers::State final : PoolWork {
     }
     const Task task = std::move(queue.front());
     queue.pop_front();
+    if (report.placement == Placement::kNoAccess || report.remote_errno != 0) {
+      // Not allowed here (a seccomp filter, a ptrace policy): from now on
+      // the items and results go through the socket.
+      caller_memory_open = false;
+    }
     if (report.compute_ns > 0 && task.count > 0) {
       std::scoped_lock guard(timing_mutex);
       double& per_item = ns_per_item[task.entry];
@@ -187,6 +193,7 @@ struct ResidentWorkers::State final : PoolWork {
         // encoded): a call's chunks are alike.
         if (!queue.empty() && !quick(queue.back().entry, queue.back().count)) continue;
         ResidentTask task;
+        task.caller_pid = caller_memory_open ? static_cast<std::uint64_t>(::getpid()) : 0;
         std::uint64_t count = 0;
         Active* from = nullptr;
         for (auto& call : active) {
@@ -398,8 +405,57 @@ struct ResidentWorkers::State final : PoolWork {
   bool draining = false;
   bool close_sent = false;
   bool over = false;  // terminated, or drained after close()
+  bool caller_memory_open = true;  // workers may read and write this process's memory
   std::vector<pollfd> fds;
 };
+
+namespace {
+
+// Copies between this worker and the caller, whole or not at all: a
+// partial transfer (a page boundary the kernel stopped at) goes on from
+// where it stopped. 0, or the errno.
+template <bool kRead>
+int transfer_caller(std::uint64_t pid, void* local, std::uint64_t remote, std::size_t bytes) noexcept {
+  auto* here = static_cast<char*>(local);
+  while (bytes > 0) {
+    if (fault::inject(fault::Call::kProcessVm)) return errno;
+    iovec mine{here, bytes};
+    iovec theirs{reinterpret_cast<void*>(remote), bytes};
+    const ssize_t moved = kRead ? ::process_vm_readv(static_cast<pid_t>(pid), &mine, 1, &theirs, 1, 0)
+                                : ::process_vm_writev(static_cast<pid_t>(pid), &mine, 1, &theirs, 1, 0);
+    if (moved < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (moved == 0) return EFAULT;
+    here += moved;
+    remote += static_cast<std::uint64_t>(moved);
+    bytes -= static_cast<std::size_t>(moved);
+  }
+  return 0;
+}
+
+}  // namespace
+
+Placement read_remote_items(const ResidentTask& task, std::size_t offset, void* local, std::size_t bytes,
+                            int& error) noexcept {
+  error = transfer_caller<true>(task.caller_pid, local, task.remote_items + offset, bytes);
+  // The flag is read after the items: if it still says open, the call had
+  // not finished when the read ended, so the items were the call's. A
+  // call that finished may have handed its items back (freed, reused):
+  // nothing read then is used.
+  std::uint8_t open = 0;
+  const int flag_error = transfer_caller<true>(task.caller_pid, &open, task.remote_open, 1);
+  if (flag_error == 0 && open == 0) return Placement::kCallClosed;
+  if (error == 0) error = flag_error;
+  return error == 0 ? Placement::kInPlace : Placement::kNoAccess;
+}
+
+int write_remote_results(const ResidentTask& task, std::size_t offset, const void* local,
+                         std::size_t bytes) noexcept {
+  return transfer_caller<false>(task.caller_pid, const_cast<void*>(local), task.remote_results + offset,
+                                bytes);
+}
 
 void refuse_resident(const char* call, bool callable_copyable) {
   throw std::invalid_argument(

@@ -173,6 +173,31 @@ TEST_F(Injection, PoolWithWorkersMadeOnceFailsACallWhenNoReplacementCanBeForked)
   EXPECT_EQ(pool.map([](int x) { return x; }, iota(100), 10).size(), 100u);
 }
 
+// A worker that may not read or write the caller's memory (a seccomp
+// filter, a ptrace policy): its chunk is sent again with its items, and the
+// pool sends every later one so. Armed before the pool is made, so that
+// the workers, forked then, carry the plan.
+TEST_F(Injection, PoolWithWorkersMadeOnceSendsTheItemsWhenTheCallersMemoryIsClosed) {
+  for (const int skip : {0, 2}) {  // the first read fails; the first write fails
+    fault::arm(Call::kProcessVm, EPERM, 1'000'000'000, skip);
+    mp::PoolOptions options;
+    options.processes = 2;
+    options.worker_start = mp::WorkerStart::once;
+    mp::Pool pool(options);
+    fault::disarm_all();  // in this process: the workers keep their copy
+    for (int call = 0; call < 2; ++call) {
+      auto pending = pool.map_async([](int x) { return 3 * x; }, iota(300'000));
+      if (!pending.wait(kTestTimeout)) {
+        pool.terminate();  // the chunk went round and round
+        FAIL() << "the map did not finish (skip " << skip << ")";
+      }
+      const auto out = pending.get();
+      ASSERT_EQ(out.size(), 300'000u);
+      for (std::size_t i = 0; i < out.size(); ++i) ASSERT_EQ(out[i], 3 * static_cast<int>(i)) << "skip " << skip;
+    }
+  }
+}
+
 TEST_F(Injection, PoolMapWhenTheWorkerLinkCannotBeMade) {
   mp::Pool pool(2);
   fault::arm(Call::kSocketpair, EMFILE);

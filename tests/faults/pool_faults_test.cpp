@@ -2,11 +2,20 @@
 // parent interrupted with Ctrl-C or killed while its workers run. After
 // each: no zombie, descriptor or /dev/shm entry is left (HygieneTest).
 #include <gtest/gtest.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <numeric>
 #include <chrono>
 #include <sstream>
 #include <string>
@@ -17,6 +26,7 @@
 #include "concur/multiprocessing/array.hpp"
 #include "concur/multiprocessing/event.hpp"
 #include "concur/multiprocessing/pool.hpp"
+#include "concur/multiprocessing/process.hpp"
 #include "helpers/process_spawn.hpp"
 #include "multiprocessing/hygiene.hpp"
 
@@ -108,6 +118,63 @@ TEST_F(PoolFaults, CtrlCEndsTheWorkersOfAPoolMadeOnAThread) {
 }
 TEST_F(PoolFaults, KilledParentTakesTheWorkersMadeWithThePoolAlong) {
   interrupt_and_check("once", SIGKILL);
+}
+
+#if defined(__x86_64__)
+constexpr std::uint32_t kAuditArch = AUDIT_ARCH_X86_64;
+#elif defined(__aarch64__)
+constexpr std::uint32_t kAuditArch = AUDIT_ARCH_AARCH64;
+#endif
+
+// A program whose seccomp filter forbids process_vm_readv/writev (as a
+// sandbox may): a pool made with WorkerStart::once, whose workers would
+// read large chunks from the caller's memory, sends them in frames instead,
+// with the same results. Run in a child: a filter cannot be taken back.
+TEST_F(PoolFaults, WorkersThatMayNotReadTheCallersMemoryGetTheItemsSent) {
+  mp::Process child([] {
+    sock_filter rules[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kAuditArch, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),  // another ABI (x32, i386): not filtered
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_vm_readv, 2, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_vm_writev, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+    };
+    sock_fprog program{static_cast<unsigned short>(std::size(rules)), rules};
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0) {
+      ::_exit(2);
+    }
+    std::vector<int> items(300'000);
+    std::iota(items.begin(), items.end(), 0);
+    int readable = 0;
+    iovec mine{&readable, sizeof readable};
+    iovec theirs{items.data(), sizeof readable};
+    if (::process_vm_readv(::getpid(), &mine, 1, &theirs, 1, 0) != -1 || errno != EPERM) ::_exit(3);
+    mp::PoolOptions options;
+    options.processes = 2;
+    options.worker_start = mp::WorkerStart::once;
+    mp::Pool pool(options);
+    for (int call = 0; call < 2; ++call) {
+      const auto out = pool.map([](int x) { return x ^ 5; }, items);
+      if (out.size() != items.size()) ::_exit(4);
+      for (std::size_t i = 0; i < out.size(); ++i) {
+        if (out[i] != (items[i] ^ 5)) ::_exit(5);
+      }
+    }
+    pool.close();
+    pool.join();
+    ::_exit(0);
+  });
+  child.start();
+  if (!child.join(kTestTimeout)) {
+    child.kill();
+    child.join();
+    FAIL() << "the map did not finish";
+  }
+  EXPECT_EQ(child.exitcode(), 0);
 }
 
 }  // namespace

@@ -5,6 +5,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
 #include <chrono>
 #include <numeric>
 #include <set>
@@ -15,7 +18,9 @@
 #include <vector>
 
 #include "concur/errors.hpp"
+#include "concur/detail/resident.hpp"
 #include "concur/multiprocessing/pool.hpp"
+#include "concur/multiprocessing/process.hpp"
 #include "concur/multiprocessing/value.hpp"
 #include "hygiene.hpp"
 #include "test_support.hpp"
@@ -272,6 +277,116 @@ TEST_F(ResidentPool, ManyThreadsCallOnePool) {
   }
   for (auto& thread : threads) thread.join();
   EXPECT_EQ(wrong, (std::vector<int>{0, 0, 0, 0}));
+}
+
+// --- chunks read from and answered into the caller's memory ------------------
+// A chunk of at least detail::kInPlaceBlockBytes of trivially copyable items
+// with trivially copyable results is read by its worker where it lies
+// (process_vm_readv) and its results written into place (docs/pool.md).
+
+struct Sample {
+  double weight;
+  int id;
+};
+
+TEST_F(ResidentPool, LargeChunksOfPlainItemsAreReadAndAnsweredInTheCallersMemory) {
+  mp::Pool pool(resident(2));
+  const auto items = iota(1'000'000);
+  for (std::size_t chunksize : {0u, 65'536u, 1'000'000u}) {
+    const auto out = pool.map([](int x) { return 2 * x + 1; }, items, chunksize);
+    ASSERT_EQ(out.size(), items.size());
+    for (std::size_t i = 0; i < out.size(); ++i) ASSERT_EQ(out[i], 2 * static_cast<int>(i) + 1) << i;
+  }
+  std::vector<Sample> samples(200'000);
+  for (std::size_t i = 0; i < samples.size(); ++i) samples[i] = {0.5 * static_cast<double>(i), static_cast<int>(i)};
+  const auto scaled = pool.map([](const Sample& s) { return Sample{s.weight * 2, -s.id}; }, samples);
+  ASSERT_EQ(scaled.size(), samples.size());
+  for (std::size_t i = 0; i < scaled.size(); ++i) {
+    ASSERT_EQ(scaled[i].weight, static_cast<double>(i));
+    ASSERT_EQ(scaled[i].id, -static_cast<int>(i));
+  }
+  // An asynchronous call owns its items: the caller's copy may go at once.
+  auto pending = pool.map_async([](int x) { return x - 1; }, iota(300'000));
+  const auto minus = pending.get(kTestTimeout);
+  ASSERT_EQ(minus.size(), 300'000u);
+  for (std::size_t i = 0; i < minus.size(); ++i) ASSERT_EQ(minus[i], static_cast<int>(i) - 1);
+}
+
+TEST_F(ResidentPool, AnErrorInALargeChunkReachesTheCallerAndThePoolStaysUsable) {
+  mp::Pool pool(resident(2));
+  for (int round = 0; round < 3; ++round) {
+    try {
+      pool.map(
+          [](int x) {
+            if (x == 123'456 || x == 350'000) throw std::domain_error("bad " + std::to_string(x));
+            return x;
+          },
+          iota(400'000));
+      FAIL() << "no exception";
+    } catch (const mp::RemoteError& e) {
+      EXPECT_EQ(e.index(), 123'456u);
+      EXPECT_EQ(e.message(), "bad 123456");
+    }
+  }
+  const auto out = pool.map([](int x) { return x / 2; }, iota(400'000));
+  for (std::size_t i = 0; i < out.size(); ++i) ASSERT_EQ(out[i], static_cast<int>(i) / 2);
+}
+
+TEST_F(ResidentPool, AWorkerThatDiesInALargeChunkFailsThatItem) {
+  mp::Pool pool(resident(2));
+  const int parent = static_cast<int>(::getpid());
+  try {
+    pool.map(
+        [parent](int x) {
+          if (x == 150'001 && static_cast<int>(::getpid()) != parent) ::raise(SIGKILL);
+          return x;
+        },
+        iota(300'000), 50'000);
+    FAIL() << "no exception";
+  } catch (const mp::WorkerLostError& e) {
+    EXPECT_EQ(e.index(), 150'001u);
+  }
+  const auto out = pool.map([](int x) { return x + 7; }, iota(300'000), 50'000);
+  for (std::size_t i = 0; i < out.size(); ++i) ASSERT_EQ(out[i], static_cast<int>(i) + 7);
+}
+
+// The worker's side, alone: a chunk whose call has finished is left
+// unread (its items may be gone); one it may not read says why.
+TEST_F(ResidentPool, AWorkerReadsAChunkOnlyWhileItsCallIsOpen) {
+  const std::vector<int> items = iota(5'000);
+  std::atomic<std::uint8_t> open{1};
+  std::atomic<std::uint8_t> closed{0};
+  const auto caller = static_cast<std::uint64_t>(::getpid());
+  mp::Process child([&] {
+    namespace detail = concur::detail;
+    detail::ResidentTask task;
+    task.caller_pid = caller;
+    task.remote_items = reinterpret_cast<std::uint64_t>(items.data());
+    task.remote_count = items.size();
+    task.remote_open = reinterpret_cast<std::uint64_t>(&open);
+    std::vector<int> seen(1'000, -1);
+    int error = -1;
+    // From item 2,000 on: the offset is in bytes.
+    if (detail::read_remote_items(task, 2'000 * sizeof(int), seen.data(), seen.size() * sizeof(int), error) !=
+            detail::Placement::kInPlace ||
+        error != 0 || seen.front() != 2'000 || seen.back() != 2'999) {
+      ::_exit(2);
+    }
+    task.remote_open = reinterpret_cast<std::uint64_t>(&closed);
+    if (detail::read_remote_items(task, 0, seen.data(), sizeof(int), error) != detail::Placement::kCallClosed) {
+      ::_exit(3);
+    }
+    task.remote_open = reinterpret_cast<std::uint64_t>(&open);
+    task.remote_items = 4096;  // not mapped in the caller
+    if (detail::read_remote_items(task, 0, seen.data(), sizeof(int), error) != detail::Placement::kNoAccess ||
+        error != EFAULT) {
+      ::_exit(4);
+    }
+    ::_exit(0);
+  });
+  child.start();
+  ASSERT_TRUE(child.join(kTestTimeout));
+  EXPECT_EQ(child.exitcode(), 0);
 }
 
 }  // namespace

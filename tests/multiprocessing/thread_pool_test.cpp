@@ -93,6 +93,36 @@ TEST(ThreadPool, ResultTypeWithoutDefaultConstructor) {
   EXPECT_EQ(out[9].value, 18);
 }
 
+// apply hands over the result f returned, without copying it (a large
+// value would cost its size again); apply_async's get() copies, because it
+// may be called again.
+struct CopyCounted {
+  static inline std::atomic<int> copies{0};
+  std::vector<int> payload;
+  CopyCounted() = default;
+  explicit CopyCounted(std::vector<int> p) : payload(std::move(p)) {}
+  CopyCounted(const CopyCounted& other) : payload(other.payload) { ++copies; }
+  CopyCounted(CopyCounted&&) noexcept = default;
+  CopyCounted& operator=(const CopyCounted& other) {
+    payload = other.payload;
+    ++copies;
+    return *this;
+  }
+  CopyCounted& operator=(CopyCounted&&) noexcept = default;
+};
+
+TEST(ThreadPool, ApplyMovesTheResultToTheCaller) {
+  mp::ThreadPool pool(2);
+  CopyCounted::copies = 0;
+  const CopyCounted out = pool.apply([] { return CopyCounted(std::vector<int>(1000, 7)); });
+  EXPECT_EQ(out.payload.size(), 1000u);
+  EXPECT_EQ(CopyCounted::copies.load(), 0);
+  auto pending = pool.apply_async([] { return CopyCounted(std::vector<int>(10, 1)); });
+  EXPECT_EQ(pending.get(kTestTimeout).payload.size(), 10u);
+  EXPECT_EQ(pending.get(kTestTimeout).payload.size(), 10u);  // again: the value stays
+  EXPECT_EQ(CopyCounted::copies.load(), 2);
+}
+
 TEST(ThreadPool, ExceptionOfTheLowestFailingIndexReachesTheCaller) {
   mp::ThreadPool pool(4);
   for (std::size_t chunksize : {1u, 3u, 0u}) {

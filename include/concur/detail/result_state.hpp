@@ -43,6 +43,13 @@ class ResultState : public ResultStorage<T> {
   bool ready() const { return done_.is_set(); }
   // Only after ready().
   const std::exception_ptr& error() const { return error_; }
+  // Only after ready(), by the one holder that reads the outcome (a call
+  // that waits for its own result): the value moved out, or the exception
+  // rethrown. AsyncResult::get() copies instead, as it may be called again.
+  T take() {
+    if (error_) std::rethrow_exception(error_);
+    if constexpr (!std::is_void_v<T>) return std::move(*this->value);
+  }
 
  private:
   threading::Event done_;

@@ -546,7 +546,8 @@ class Pool {
         std::make_shared<detail::ResidentMap<kPlain, F&, const R&, decltype(finish)>>(
             f, items, chunksize, *core_->resident(), std::move(finish)),
         state->done());
-    return AsyncResult<std::vector<Out>>(std::move(state)).get();
+    state->done().wait();
+    return state->take();  // moved: nobody else reads it
   }
 
   // apply_async and map_async on the workers made with the pool.

@@ -8,6 +8,7 @@
 #include <optional>
 #include <ranges>
 #include <stdexcept>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -77,26 +78,17 @@ class ThreadPool {
   /// exception.
   template <class F, class... A>
   auto apply(F&& f, A&&... args) {
-    return apply_async(std::forward<F>(f), std::forward<A>(args)...).get();
+    auto state = start_apply("ThreadPool.apply()", std::forward<F>(f), std::forward<A>(args)...);
+    state->done().wait();
+    return state->take();  // moved, not copied as AsyncResult::get() must: nobody else reads it
   }
   /// Python: apply_async(f, args). As apply, without waiting: an AsyncResult.
   /// f and the arguments are copied first.
   template <class F, class... A>
   auto apply_async(F&& f, A&&... args) {
-    using Fn = std::decay_t<F>;
-    using Args = std::tuple<std::decay_t<A>...>;
-    using Out = std::invoke_result_t<Fn&, std::decay_t<A>&...>;
-    require_running("ThreadPool.apply_async()");
-    // One allocation holds the task and its result.
-    auto task = std::make_shared<ApplyTask<Out, Fn, Args>>(std::forward<F>(f),
-                                                           Args(std::forward<A>(args)...));
-    std::shared_ptr<detail::ResultState<Out>> state = task;
-    if (!submit(ApplyTask<Out, Fn, Args>::queue(std::move(task)))) {
-      // close() or terminate() from another thread won the race: as if it
-      // had come first.
-      throw std::invalid_argument("ThreadPool.apply_async(): the pool is closed; make a new pool");
-    }
-    return AsyncResult<Out>(std::move(state));
+    using Out = std::invoke_result_t<std::decay_t<F>&, std::decay_t<A>&...>;
+    return AsyncResult<Out>(
+        start_apply("ThreadPool.apply_async()", std::forward<F>(f), std::forward<A>(args)...));
   }
   /// As map, without waiting. f and the items are copied first.
   template <class F, class R>
@@ -129,6 +121,25 @@ class ThreadPool {
 
  private:
   struct Core;
+
+  // apply and apply_async: f and the arguments copied into a task, queued.
+  template <class F, class... A>
+  auto start_apply(const char* call, F&& f, A&&... args) {
+    using Fn = std::decay_t<F>;
+    using Args = std::tuple<std::decay_t<A>...>;
+    using Out = std::invoke_result_t<Fn&, std::decay_t<A>&...>;
+    require_running(call);
+    // One allocation holds the task and its result.
+    auto task = std::make_shared<ApplyTask<Out, Fn, Args>>(std::forward<F>(f),
+                                                           Args(std::forward<A>(args)...));
+    std::shared_ptr<detail::ResultState<Out>> state = task;
+    if (!submit(ApplyTask<Out, Fn, Args>::queue(std::move(task)))) {
+      // close() or terminate() from another thread won the race: as if it
+      // had come first.
+      throw std::invalid_argument(std::string(call) + ": the pool is closed; make a new pool");
+    }
+    return state;
+  }
 
   // apply_async's task: the callable, its arguments and the result in one
   // allocation, shared by the queue and the AsyncResult. The callable and
