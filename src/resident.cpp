@@ -197,7 +197,14 @@ struct ResidentWorkers::State final : PoolWork {
         std::uint64_t count = 0;
         Active* from = nullptr;
         for (auto& call : active) {
-          if (call.call->next_task(task, count)) {
+          bool got = false;
+          try {
+            got = call.call->next_task(task, count);
+          } catch (...) {
+            // Whatever a call throws fails that call, not the driver.
+            call.call->fail_unfinished(std::current_exception(), 0, 0);
+          }
+          if (got) {
             from = &call;
             break;
           }

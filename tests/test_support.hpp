@@ -16,10 +16,12 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <ranges>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace concur::testing {
@@ -113,6 +115,30 @@ inline void run_threads(int n, const std::function<void(int)>& body) {
 inline int fails_at_5_17_90(int x) {
   if (x == 17 || x == 5 || x == 90) throw std::domain_error("bad " + std::to_string(x));
   return x;
+}
+
+// CPython's exception_throwing_generator(total, when): the ints 0..total-1,
+// whose reading throws SayWhenError at `when` (-1: at the first). A view:
+// the input itself fails, not f.
+struct SayWhenError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+inline auto exception_throwing_input(int total, int when) {
+  return std::views::iota(0, total) | std::views::transform([when](int i) {
+           if (i == when || (when == -1 && i == 0)) throw SayWhenError("somebody said when");
+           return i;
+         });
+}
+// The results a pool's imap gave before it threw `E`, and whether it did.
+template <class E, class Range>
+std::pair<std::vector<int>, bool> read_until_thrown(Range&& results) {
+  std::vector<int> seen;
+  try {
+    for (int value : results) seen.push_back(value);
+  } catch (const E&) {
+    return {seen, true};
+  }
+  return {seen, false};
 }
 
 }  // namespace concur::testing

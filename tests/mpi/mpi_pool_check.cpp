@@ -153,6 +153,33 @@ TEST(MpiPool, ImapErrorsAtTheirItem) {
   EXPECT_EQ(failed, 2);
 }
 
+// CPython's exception_throwing_generator: reading the input throws at `when`.
+struct SayWhenError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+auto throwing_input(int total, int when) {
+  return std::views::iota(0, total) | std::views::transform([when](int i) {
+           if (i == when) throw SayWhenError("somebody said when");
+           return i;
+         });
+}
+
+// As mp::Pool: an input that throws gives the results before the chunk it
+// failed in, then its own exception (imap); map raises it at once.
+TEST(MpiPool, AnInputThatThrowsEndsTheCallWithItsOwnException) {
+  std::vector<int> seen;
+  bool thrown = false;
+  try {
+    for (int v : g_pool->imap(square, throwing_input(20, 7), 2)) seen.push_back(v);
+  } catch (const SayWhenError&) {
+    thrown = true;
+  }
+  EXPECT_TRUE(thrown);
+  EXPECT_EQ(seen, (std::vector<int>{0, 1, 4, 9, 16, 25}));
+  EXPECT_THROW(g_pool->map(square, throwing_input(10, 3), 1), SayWhenError);
+  EXPECT_EQ(g_pool->map(square, iota(3))[2], 4);  // still usable
+}
+
 TEST(MpiPool, LargeItemsStream) {
   const std::vector<std::string> big{std::string(24u << 20, 'x'), std::string(3u << 20, 'y')};
   const auto sizes = g_pool->map([](const std::string& s) { return s.size(); }, big, 1);

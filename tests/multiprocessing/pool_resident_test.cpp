@@ -24,6 +24,7 @@
 #include "concur/multiprocessing/value.hpp"
 #include "hygiene.hpp"
 #include "test_support.hpp"
+#include "throwing_input_checks.hpp"
 
 namespace {
 
@@ -277,6 +278,14 @@ TEST_F(ResidentPool, ManyThreadsCallOnePool) {
   }
   for (auto& thread : threads) thread.join();
   EXPECT_EQ(wrong, (std::vector<int>{0, 0, 0, 0}));
+}
+
+// An input that throws while the pool reads it (throwing_input_checks.hpp).
+// It used to leave the pool stuck: the exception left the driver's loop
+// with the right to drive still taken.
+TEST_F(ResidentPool, MapOverAnInputThatThrowsRaisesItsOwnException) {
+  mp::Pool pool(resident(2));
+  check_map_over_a_throwing_input<mp::RemoteError>(pool);
 }
 
 // --- chunks read from and answered into the caller's memory ------------------

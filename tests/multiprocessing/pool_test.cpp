@@ -28,6 +28,7 @@
 #include "concur/threading/lock.hpp"
 #include "hygiene.hpp"
 #include "test_support.hpp"
+#include "throwing_input_checks.hpp"
 
 namespace {
 
@@ -331,6 +332,16 @@ TEST_F(PoolTest, ImapOverALazyEndlessInputStopsWhenTheConsumerStops) {
   }
   EXPECT_EQ(taken, 1000);
   EXPECT_EQ(sum, 332833500LL);
+}
+
+// An input that throws while it is read (throwing_input_checks.hpp).
+TEST_F(PoolTest, ImapGivesTheResultsBeforeAnInputThatThrowsThenItsException) {
+  mp::Pool pool(2);
+  check_imap_over_a_throwing_input(pool);
+}
+TEST_F(PoolTest, MapOverAnInputThatThrowsRaisesItsOwnException) {
+  mp::Pool pool(2);
+  check_map_over_a_throwing_input<mp::RemoteError>(pool);
 }
 
 TEST_F(PoolTest, ImapErrorsAtTheirItemAndIterationGoesOn) {

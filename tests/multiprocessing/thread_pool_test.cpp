@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <list>
 #include <map>
@@ -20,6 +21,7 @@
 #include "concur/threading/event.hpp"
 #include "concur/threading/lock.hpp"
 #include "test_support.hpp"
+#include "throwing_input_checks.hpp"
 
 namespace {
 
@@ -289,6 +291,16 @@ TEST(ThreadPool, ImapRethrowsAtTheFailingItemAndGoesOn) {
   }
   EXPECT_EQ(errors, 1);
   EXPECT_EQ(seen, (std::vector<int>{0, 1, 2, 4, 5}));
+}
+
+// An input that throws while it is read (throwing_input_checks.hpp).
+TEST(ThreadPool, ImapGivesTheResultsBeforeAnInputThatThrowsThenItsException) {
+  mp::ThreadPool pool(2);
+  check_imap_over_a_throwing_input(pool);
+}
+TEST(ThreadPool, MapOverAnInputThatThrowsRaisesItsOwnException) {
+  mp::ThreadPool pool(2);
+  check_map_over_a_throwing_input<std::domain_error>(pool);
 }
 
 TEST(ThreadPool, ImapOverEmptyInput) {

@@ -235,12 +235,23 @@ class ResidentMap final : public ResidentCall {
         const auto* data = reinterpret_cast<const char*>(std::ranges::data(items_) + first);
         task.items.assign(data, (last - first) * sizeof(Item));
       } else {
-        std::vector<Item> chunk;
-        chunk.reserve(last - first);
-        auto it = std::ranges::begin(items_);
-        std::ranges::advance(it, static_cast<std::ptrdiff_t>(first));
-        for (std::size_t i = first; i < last; ++i, ++it) chunk.push_back(*it);
-        task.items = encode_items(chunk);
+        std::size_t at = first;  // the item being read
+        try {
+          std::vector<Item> chunk;
+          chunk.reserve(last - first);
+          auto it = std::ranges::begin(items_);
+          std::ranges::advance(it, static_cast<std::ptrdiff_t>(first));
+          for (; at < last; ++at, ++it) chunk.push_back(*it);
+          at = first;  // an item that cannot be encoded: the chunk's
+          task.items = encode_items(chunk);
+        } catch (...) {
+          // The input threw (or an item could not be encoded): that very
+          // exception is the error of item `at`, and the lowest failing
+          // index wins as for f's errors. The items before it still run.
+          error_.record(at, std::current_exception());
+          if (at > first) pending_.emplace_front(first, at);
+          continue;
+        }
       }
       count = last - first;
       outstanding_.emplace(first, last);

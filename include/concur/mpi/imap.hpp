@@ -170,9 +170,17 @@ class IMapRange {
     std::vector<Item> items;
     for (; room > 0; --room) {
       items.clear();
-      while (items.size() < chunksize_ && input_ != std::ranges::end(items_)) {
-        items.push_back(*input_);
-        ++input_;
+      try {
+        while (items.size() < chunksize_ && input_ != std::ranges::end(items_)) {
+          items.push_back(*input_);
+          ++input_;
+        }
+      } catch (...) {
+        // The input itself threw: no more of it is read, and the chunk it
+        // failed in is dropped, as Python drops the task it was building.
+        input_error_ = std::current_exception();
+        input_done = true;
+        break;
       }
       if (items.empty()) {
         input_done = true;
@@ -228,7 +236,12 @@ class IMapRange {
         return !job.input_done && job.unanswered < window_;  // room to read more
       });
       if (failure) std::rethrow_exception(failure);
-      if (over) return;
+      if (over) {
+        // An input that failed: its exception comes after every result
+        // before it, and ends the iteration (Python's order).
+        if (input_error_) std::rethrow_exception(std::exchange(input_error_, nullptr));
+        return;
+      }
       if (current_ != nullptr && !current_->outs.empty()) return;
       current_ = nullptr;
     }
@@ -242,6 +255,7 @@ class IMapRange {
   std::size_t window_;
   bool started_ = false;
   std::uint64_t next_index_ = 0;
+  std::exception_ptr input_error_;  // what the input threw, until handed to the reader
   std::unique_ptr<Chunk> current_;
   std::size_t position_ = 0;
 };

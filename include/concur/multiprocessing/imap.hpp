@@ -135,7 +135,12 @@ class IMapRange {
     next_error_ = 0;
     for (;;) {
       refill();
-      if (in_flight_ == 0) return;  // input exhausted and all handed out
+      if (in_flight_ == 0) {  // input exhausted and all handed out
+        // An input that failed: its exception comes after every result
+        // before it, and ends the iteration (Python's order).
+        if (input_error_) std::rethrow_exception(std::exchange(input_error_, nullptr));
+        return;
+      }
       std::shared_ptr<Chunk> next;
       if constexpr (kOrdered) {
         next = std::move(pending_.front());
@@ -160,8 +165,17 @@ class IMapRange {
     while (!input_done_ && in_flight_ < window_) {
       auto chunk = std::make_shared<Chunk>();
       chunk->inputs.reserve(chunksize_);
-      for (std::size_t i = 0; i < chunksize_ && input_ != std::ranges::end(items_); ++i, ++input_) {
-        chunk->inputs.push_back(*input_);
+      try {
+        for (std::size_t i = 0; i < chunksize_ && input_ != std::ranges::end(items_); ++i, ++input_) {
+          chunk->inputs.push_back(*input_);
+        }
+      } catch (...) {
+        // The input itself threw: no more of it is read, and the chunk it
+        // failed in is dropped, as Python drops the task it was building.
+        input_error_ = std::current_exception();
+        input_done_ = true;
+        release_producer();
+        break;
       }
       if (input_ == std::ranges::end(items_)) {
         input_done_ = true;
@@ -223,6 +237,7 @@ class IMapRange {
   std::shared_ptr<detail::TaskSink> sink_;
   bool started_ = false;
   bool input_done_ = false;
+  std::exception_ptr input_error_;  // what the input threw, until handed to the reader
   bool producer_released_ = false;
   std::size_t in_flight_ = 0;
   std::deque<std::shared_ptr<Chunk>> pending_;  // ordered: in input order

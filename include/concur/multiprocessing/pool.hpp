@@ -185,9 +185,12 @@ class MapWork final : public PoolWork {
     if (reported_[report.chunk]) return;  // already failed (fail_remaining): too late
     const std::size_t first = static_cast<std::size_t>(report.chunk) * chunksize_;
     for (auto& [index, type, message] : report.errors) {
-      fail(static_cast<std::size_t>(index),
-           std::make_exception_ptr(multiprocessing::RemoteError(std::move(type), std::move(message),
-                                                                static_cast<std::size_t>(index))));
+      std::exception_ptr error = input_error(index);
+      if (error == nullptr) {
+        error = std::make_exception_ptr(multiprocessing::RemoteError(std::move(type), std::move(message),
+                                                                     static_cast<std::size_t>(index)));
+      }
+      fail(static_cast<std::size_t>(index), std::move(error));
     }
     if constexpr (!kTrivialOut) {
       auto outs = decode_items<Out>(report.payload);
@@ -244,6 +247,23 @@ class MapWork final : public PoolWork {
   std::exception_ptr error() const { return error_.error(); }
 
  private:
+  // The exception reading item `index` of the input throws here, or null.
+  // A worker that failed on an item may have failed reading it (a view
+  // whose iterator throws), not in f: the caller then gets the input's own
+  // exception, as Python raises it (it reads the input in the caller),
+  // rather than a RemoteError. Read again only on that error's way.
+  std::exception_ptr input_error(std::uint64_t index) const {
+    if (index >= n_) return nullptr;
+    try {
+      auto it = chunk_begin(index / chunksize_);
+      std::ranges::advance(it, static_cast<std::ptrdiff_t>(index % chunksize_));
+      [[maybe_unused]] auto&& item = *it;
+    } catch (...) {
+      return std::current_exception();
+    }
+    return nullptr;
+  }
+
   // The items of one chunk. The index of the item running is published
   // before each call (a plain store: the caller reads it only once this
   // worker is dead); the loop is kept free of anything else so that f can

@@ -337,6 +337,9 @@ class PoolIMapRange {
       auto& chunks = work_->chunks_;
       if (chunks.empty()) {
         finish_workers();
+        // An input that failed: its exception comes after every result
+        // before it, and ends the iteration (Python's order).
+        if (input_error_) std::rethrow_exception(std::exchange(input_error_, nullptr));
         return;
       }
       if constexpr (kOrdered) {
@@ -373,8 +376,16 @@ class PoolIMapRange {
       chunk->id = next_id_++;
       chunk->first = next_index_;
       chunk->items.reserve(chunksize_);
-      for (std::size_t i = 0; i < chunksize_ && input_ != std::ranges::end(items_); ++i, ++input_) {
-        chunk->items.push_back(*input_);
+      try {
+        for (std::size_t i = 0; i < chunksize_ && input_ != std::ranges::end(items_); ++i, ++input_) {
+          chunk->items.push_back(*input_);
+        }
+      } catch (...) {
+        // The input itself threw: no more of it is read, and the chunk it
+        // failed in is dropped, as Python drops the task it was building.
+        input_error_ = std::current_exception();
+        work_->input_done_ = true;
+        break;
       }
       if (input_ == std::ranges::end(items_)) work_->input_done_ = true;
       if (chunk->items.empty()) break;
@@ -407,6 +418,7 @@ class PoolIMapRange {
   std::unique_ptr<detail::PoolRunner> runner_;
   bool started_ = false;
   bool finished_ = false;
+  std::exception_ptr input_error_;  // what the input threw, until handed to the reader
   std::uint64_t next_id_ = 0;
   std::uint64_t next_index_ = 0;
   std::shared_ptr<Chunk> current_;
