@@ -193,7 +193,7 @@ struct ResidentWorkers::State final : PoolWork {
         // encoded): a call's chunks are alike.
         if (!queue.empty() && !quick(queue.back().entry, queue.back().count)) continue;
         ResidentTask task;
-        task.caller_pid = caller_memory_open ? static_cast<std::uint64_t>(::getpid()) : 0;
+        task.caller_pid = caller_memory_open ? self_pid : 0;
         std::uint64_t count = 0;
         Active* from = nullptr;
         for (auto& call : active) {
@@ -413,6 +413,7 @@ struct ResidentWorkers::State final : PoolWork {
   bool close_sent = false;
   bool over = false;  // terminated, or drained after close()
   bool caller_memory_open = true;  // workers may read and write this process's memory
+  const std::uint64_t self_pid = static_cast<std::uint64_t>(::getpid());  // once, not per chunk
   std::vector<pollfd> fds;
 };
 
