@@ -154,7 +154,7 @@ void PoolRunner::start_workers() {
 
 void PoolRunner::fork_worker(int position) {
   PoolSlot& slot = slots_[position];
-  slot.item.store(kNoItem, std::memory_order_relaxed);
+  std::atomic_ref<std::uint64_t>(slot.item).store(kNoItem, std::memory_order_relaxed);
   slot.since_ns.store(0, std::memory_order_relaxed);
   auto [parent_end, child_end] = mp::detail_pipe::make_pipe(true);
 
@@ -221,7 +221,7 @@ void PoolRunner::end_worker(Worker& w) {
   read_frames(w, true);
   w.process->join();
   const int code = w.process->exitcode().value_or(255);
-  const std::uint64_t item = slots_[w.position].item.load(std::memory_order_acquire);
+  const std::uint64_t item = running_item(slots_[w.position]);
   std::exception_ptr failure;
   if (item != kNoItem) {
     if (w.timed_out) {
@@ -253,8 +253,8 @@ void PoolRunner::check_timeouts() {
   const std::int64_t now = Deadline::monotonic_ns();
   for (auto& w : workers_) {
     if (w == nullptr || w->timed_out) continue;
-    const PoolSlot& slot = slots_[w->position];
-    if (slot.item.load(std::memory_order_acquire) == kNoItem) continue;
+    PoolSlot& slot = slots_[w->position];
+    if (running_item(slot) == kNoItem) continue;
     if (now - slot.since_ns.load(std::memory_order_relaxed) >= settings_->task_timeout_ns) {
       w->timed_out = true;
       w->process->kill();
@@ -270,8 +270,8 @@ std::int64_t PoolRunner::next_deadline_ns() const {
   std::int64_t next = now + std::min<std::int64_t>(settings_->task_timeout_ns / 4 + 1, 50'000'000);
   for (const auto& w : workers_) {
     if (w == nullptr || w->timed_out) continue;
-    const PoolSlot& slot = slots_[w->position];
-    if (slot.item.load(std::memory_order_acquire) == kNoItem) continue;
+    PoolSlot& slot = slots_[w->position];
+    if (running_item(slot) == kNoItem) continue;
     next = std::min(next, slot.since_ns.load(std::memory_order_relaxed) + settings_->task_timeout_ns);
   }
   return next;

@@ -19,6 +19,7 @@
 
 #include "concur/errors.hpp"
 #include "concur/detail/resident.hpp"
+#include "concur/multiprocessing/event.hpp"
 #include "concur/multiprocessing/pool.hpp"
 #include "concur/multiprocessing/process.hpp"
 #include "concur/multiprocessing/value.hpp"
@@ -357,6 +358,38 @@ TEST_F(ResidentPool, AWorkerThatDiesInALargeChunkFailsThatItem) {
   }
   const auto out = pool.map([](int x) { return x + 7; }, iota(300'000), 50'000);
   for (std::size_t i = 0; i < out.size(); ++i) ASSERT_EQ(out[i], static_cast<int>(i) + 7);
+}
+
+// Two large calls in flight at once, their chunks on the same workers,
+// each written into its own vector.
+TEST_F(ResidentPool, TwoLargeCallsAtOnceBothGetTheirResults) {
+  mp::Event gate;        // made before the pool: its workers share it
+  mp::Event second_runs;
+  mp::Pool pool(resident(2));
+  auto first = pool.map_async(
+      [&gate](int x) {
+        if (x == 0) gate.wait(kTestTimeout);
+        return x + 1;
+      },
+      iota(400'000));
+  auto second = pool.map_async(
+      [&second_runs](int x) {
+        if (x == 0) second_runs.set();
+        return 3 * x;
+      },
+      iota(300'000));
+  // The second runs while the first, which came in before it, is held.
+  ASSERT_TRUE(second_runs.wait(kTestTimeout));
+  ASSERT_TRUE(second.wait(kTestTimeout));
+  const auto thrice = second.get();
+  gate.set();
+  const auto plus_one = first.get(kTestTimeout);
+  ASSERT_EQ(plus_one.size(), 400'000u);
+  for (std::size_t i = 0; i < plus_one.size(); ++i) ASSERT_EQ(plus_one[i], static_cast<int>(i) + 1) << i;
+  ASSERT_EQ(thrice.size(), 300'000u);
+  for (std::size_t i = 0; i < thrice.size(); ++i) ASSERT_EQ(thrice[i], 3 * static_cast<int>(i)) << i;
+  const auto again = pool.map([](int x) { return x - 5; }, iota(500'000));
+  for (std::size_t i = 0; i < again.size(); ++i) ASSERT_EQ(again[i], static_cast<int>(i) - 5) << i;
 }
 
 // The worker's side, alone: a chunk whose call has finished is left

@@ -226,6 +226,30 @@ TEST_F(PoolTest, AWorkerThatAbortsOrExitsFailsItsTask) {
   }
 }
 
+// The index of the running item is a plain store in a loop the compiler
+// may vectorise (PoolSlot): a call f makes still finds it up to date.
+TEST_F(PoolTest, AWorkerThatAbortsInAQuickLoopNamesItsItem) {
+  const auto items = iota(1'000'000);
+  for (const auto start : {mp::WorkerStart::per_call, mp::WorkerStart::once}) {
+    mp::PoolOptions options;
+    options.processes = 2;
+    options.worker_start = start;
+    mp::Pool pool(options);
+    try {
+      pool.map(
+          [](int x) {
+            if (x == 777'777) std::abort();
+            return 2 * x + 1;
+          },
+          items);
+      FAIL() << "map should have thrown";
+    } catch (const mp::WorkerLostError& e) {
+      EXPECT_EQ(e.index(), 777'777u);
+      EXPECT_EQ(e.exitcode(), -SIGABRT);
+    }
+  }
+}
+
 TEST_F(PoolTest, TaskTimeoutStopsAnEndlessTask) {
   mp::PoolOptions options;
   options.processes = 2;

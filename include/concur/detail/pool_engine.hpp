@@ -41,10 +41,24 @@ inline constexpr std::uint64_t kNoItem = ~std::uint64_t{0};
 // index before every call, and slots sharing a line made the workers of a
 // trivial map pass that line back and forth at every item (measured: most
 // of a 1M-int map's compute time).
+//
+// `item` is a plain word, read by the caller through running_item(). In a
+// pool with task_timeout the worker stores it atomically (the caller reads
+// it while the worker runs); without one the worker's item loop stores it
+// plainly, and the caller reads it only once that worker has ended. A plain
+// store lets the compiler vectorise a loop whose f it inlines (keeping only
+// the last store of a run of items), yet it must still make the store before
+// any call f makes (the word is reachable from outside), so a worker that
+// dies in abort, raise, _exit or any other call names its item exactly.
 struct alignas(128) PoolSlot {
-  std::atomic<std::uint64_t> item{kNoItem};
+  std::uint64_t item = kNoItem;
   std::atomic<std::int64_t> since_ns{0};
 };
+
+// The item a worker runs now (kNoItem: none), as the caller sees it.
+inline std::uint64_t running_item(PoolSlot& slot) {
+  return std::atomic_ref<std::uint64_t>(slot.item).load(std::memory_order_acquire);
+}
 
 // A pool's settings, shared by its calls.
 struct PoolSettings {
@@ -68,13 +82,13 @@ class WorkerLink {
   bool ready();
   void begin_item(std::uint64_t index) {
     if (timed_) slot_.since_ns.store(Deadline::monotonic_ns(), std::memory_order_relaxed);
-    slot_.item.store(index, std::memory_order_release);
+    std::atomic_ref<std::uint64_t>(slot_.item).store(index, std::memory_order_release);
   }
-  // begin_item without the clock, for a pool without task_timeout.
-  void note_item(std::uint64_t index) { slot_.item.store(index, std::memory_order_relaxed); }
-  void end_item() { slot_.item.store(kNoItem, std::memory_order_release); }
+  void end_item() { std::atomic_ref<std::uint64_t>(slot_.item).store(kNoItem, std::memory_order_release); }
   bool timed() const { return timed_; }
-  std::atomic<std::uint64_t>& item_word() { return slot_.item; }
+  // The word an item loop of a pool without task_timeout stores its item's
+  // index in, plainly (PoolSlot).
+  std::uint64_t* untimed_item_word() { return timed_ ? nullptr : &slot_.item; }
   // Tasks (chunks) a worker runs before it ends; 0: no limit.
   int max_tasks() const { return max_tasks_; }
 

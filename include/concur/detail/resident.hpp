@@ -391,18 +391,21 @@ class ResidentMap final : public ResidentCall {
   template <class F, class I, class Put>
   static std::size_t run_items(F& f, I* items, std::size_t n, std::uint64_t first, WorkerLink& link,
                                ResidentReport& report, Put&& put) {
-    const bool timed = link.timed();
-    std::atomic<std::uint64_t>& running = link.item_word();
     std::size_t k = 0;
     try {
-      for (; k < n; ++k) {
-        // Which item runs, for a worker that dies in it or overruns.
-        if (timed) {
-          link.begin_item(first + k);
-        } else {
-          running.store(first + k, std::memory_order_relaxed);
+      // Which item runs, for a worker that dies in it or overruns: a plain
+      // store without task_timeout, so that the loop can be vectorised
+      // (PoolSlot).
+      if (std::uint64_t* const running = link.untimed_item_word()) {
+        for (; k < n; ++k) {
+          *running = first + k;
+          put(k, pool_call<kPlain>(f, items[k]));
         }
-        put(k, pool_call<kPlain>(f, items[k]));
+      } else {
+        for (; k < n; ++k) {
+          link.begin_item(first + k);
+          put(k, pool_call<kPlain>(f, items[k]));
+        }
       }
     } catch (...) {
       auto [type, message] = exception_parts(std::current_exception());

@@ -265,9 +265,9 @@ class MapWork final : public PoolWork {
   }
 
   // The items of one chunk. The index of the item running is published
-  // before each call (a plain store: the caller reads it only once this
-  // worker is dead); the loop is kept free of anything else so that f can
-  // be inlined and the loop vectorized where f allows.
+  // before each call (a plain store without task_timeout: PoolSlot); the
+  // loop is kept free of anything else so that f can be inlined and the
+  // loop vectorized where f allows.
   void run_chunk(WorkerLink& link, std::size_t first, std::size_t last, ChunkReport& report,
                  std::vector<Out>& outs) {
     std::size_t i = first;
@@ -283,14 +283,15 @@ class MapWork final : public PoolWork {
         // besides the item and its result (no member reloaded per item).
         Out* const out = results_;
         auto& f = f_;
-        std::atomic<std::uint64_t>& running = link.item_word();
+        std::uint64_t* const running = link.untimed_item_word();
         for (; i < last; ++i, ++it) {
-          running.store(i, std::memory_order_relaxed);
+          *running = i;
           out[i] = pool_call<kPlain>(f, *it);
         }
       } else {
+        std::uint64_t* const running = link.untimed_item_word();
         for (; i < last; ++i, ++it) {
-          link.note_item(i);
+          *running = i;
           emit(i, pool_call<kPlain>(f_, *it), outs);
         }
       }
