@@ -2,6 +2,7 @@
 // made, kept across calls (docs/pool.md, "When workers are forked").
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -399,6 +400,11 @@ TEST_F(ResidentPool, AWorkerReadsAChunkOnlyWhileItsCallIsOpen) {
   std::atomic<std::uint8_t> open{1};
   std::atomic<std::uint8_t> closed{0};
   const auto caller = static_cast<std::uint64_t>(::getpid());
+  // Two pages: the first readable, the second not.
+  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  void* fence = ::mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(fence, MAP_FAILED);
+  ASSERT_EQ(::mprotect(static_cast<char*>(fence) + page, page, PROT_NONE), 0);
   mp::Process child([&] {
     namespace detail = concur::detail;
     detail::ResidentTask task;
@@ -424,10 +430,19 @@ TEST_F(ResidentPool, AWorkerReadsAChunkOnlyWhileItsCallIsOpen) {
         error != EFAULT) {
       ::_exit(4);
     }
+    // Readable up to a page that is not: the first system call stops
+    // there, the second finds the fault.
+    task.remote_items = reinterpret_cast<std::uint64_t>(fence) + page - 2 * sizeof(int);
+    if (detail::read_remote_items(task, 0, seen.data(), 4 * sizeof(int), error) != detail::Placement::kNoAccess ||
+        error != EFAULT) {
+      ::_exit(5);
+    }
     ::_exit(0);
   });
   child.start();
-  ASSERT_TRUE(child.join(kTestTimeout));
+  const bool joined = child.join(kTestTimeout);
+  ::munmap(fence, 2 * page);
+  ASSERT_TRUE(joined);
   EXPECT_EQ(child.exitcode(), 0);
 }
 
