@@ -393,6 +393,42 @@ TEST_F(ResidentPool, TwoLargeCallsAtOnceBothGetTheirResults) {
   for (std::size_t i = 0; i < again.size(); ++i) ASSERT_EQ(again[i], static_cast<int>(i) - 5) << i;
 }
 
+// The caller's side of the open flag: a call that has returned (here with
+// an error) has closed it, so a worker reads nothing more of its items.
+// Worker 1 is held in its first chunk, with another queued behind it,
+// while the call fails on worker 0 and returns; the test then overwrites
+// the items and lets worker 1 go. Any item it ran from then on would be
+// one of the overwritten ones.
+TEST_F(ResidentPool, NoItemIsReadAfterItsCallHasReturned) {
+  constexpr int kHold = 100'000;  // the first item of worker 1's first chunk
+  mp::Event gate;                 // made before the pool: its workers share them
+  mp::Event overwritten_seen;
+  mp::Pool pool(resident(2));
+  const auto f = [&gate, &overwritten_seen](int x) {
+    if (x == 0) throw std::runtime_error("item 0");
+    if (x == kHold) (void)gate.wait(kTestTimeout);
+    if (x < 0) overwritten_seen.set();
+    return x;
+  };
+  // The same f once before, on items it passes: its chunks are then known
+  // to be quick, and queue two deep on each worker.
+  std::vector<int> items = iota(400'000);
+  std::vector<int> warm(items.begin() + 1, items.begin() + kHold);
+  ASSERT_EQ(pool.map(f, warm).size(), warm.size());
+  try {
+    pool.map(f, items, 100'000);  // chunks 0, 2 to worker 0; 1, 3 to worker 1
+    FAIL() << "no exception";
+  } catch (const mp::RemoteError& e) {
+    EXPECT_EQ(e.index(), 0u);
+  }
+  std::fill(items.begin(), items.end(), -1);
+  gate.set();
+  // A call with chunks for both workers: each runs it after what was queued.
+  const auto later = pool.map([](int x) { return x + 1; }, iota(1'000), 1);
+  ASSERT_EQ(later.size(), 1'000u);
+  EXPECT_FALSE(overwritten_seen.is_set());
+}
+
 // The worker's side, alone: a chunk whose call has finished is left
 // unread (its items may be gone); one it may not read says why.
 TEST_F(ResidentPool, AWorkerReadsAChunkOnlyWhileItsCallIsOpen) {
