@@ -447,29 +447,13 @@ int transfer_caller(std::uint64_t pid, void* local, std::uint64_t remote, std::s
 
 Placement read_remote_items(const ResidentTask& task, std::size_t offset, void* local, std::size_t bytes,
                             int& error) noexcept {
+  error = transfer_caller<true>(task.caller_pid, local, task.remote_items + offset, bytes);
   // The flag is read after the items: if it still says open, the call had
   // not finished when the read ended, so the items were the call's. A
   // call that finished may have handed its items back (freed, reused):
-  // nothing read then is used. Both in one system call (the kernel reads
-  // the ranges in order), the usual case; a partial read goes on in two.
+  // nothing read then is used.
   std::uint8_t open = 0;
-  int flag_error = 0;
-  error = 0;
-  iovec mine[2] = {{local, bytes}, {&open, 1}};
-  iovec theirs[2] = {{reinterpret_cast<void*>(task.remote_items + offset), bytes},
-                     {reinterpret_cast<void*>(task.remote_open), 1}};
-  const ssize_t moved = fault::inject(fault::Call::kProcessVm)
-                            ? -1
-                            : ::process_vm_readv(static_cast<pid_t>(task.caller_pid), mine, 2, theirs, 2, 0);
-  if (moved < 0 && errno != EINTR && errno != EFAULT) {
-    error = errno;  // not allowed at all: reading again would not help
-    flag_error = error;
-  } else if (moved != static_cast<ssize_t>(bytes + 1)) {
-    const std::size_t done = moved > 0 ? std::min(static_cast<std::size_t>(moved), bytes) : 0;
-    error = transfer_caller<true>(task.caller_pid, static_cast<char*>(local) + done,
-                                  task.remote_items + offset + done, bytes - done);
-    flag_error = transfer_caller<true>(task.caller_pid, &open, task.remote_open, 1);
-  }
+  const int flag_error = transfer_caller<true>(task.caller_pid, &open, task.remote_open, 1);
   if (flag_error == 0 && open == 0) return Placement::kCallClosed;
   if (error == 0) error = flag_error;
   return error == 0 ? Placement::kInPlace : Placement::kNoAccess;
